@@ -1,0 +1,50 @@
+# tuneyard's one task runner: CI runs these targets verbatim.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first and pinned; later installs keep it through a
+# constraint so set-up never pulls a multi-GB CUDA build by accident.
+# A GPU user overrides it, e.g. `make setup TORCH_SPEC="torch==2.13.0 --index-url ..."`.
+TORCH_SPEC ?= torch==2.13.0
+CONSTRAINTS := $(VENV)/torch-constraint.txt
+STAMP := $(VENV)/.setup-stamp
+# The test suite runs once on SQLite and once on PostgreSQL.
+TEST_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-sqlite test-postgres serve demo lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(CONSTRAINTS)
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e ".[test]"
+	touch $(STAMP)
+
+test: setup $(EMISSARY_VENV)/.stamp
+	HF_HUB_OFFLINE=1 TUNEYARD_TEST_DATABASE_URL= $(BIN)/python -m pytest $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 TUNEYARD_TEST_DATABASE_URL=$(TEST_PG_URL) TUNEYARD_TEST_REQUIRE_DB=1 \
+		$(BIN)/python -m pytest -m postgres $(PYTEST_ARGS)
+
+serve: setup
+	$(BIN)/tuneyard serve
+
+demo: setup
+	@echo "make demo arrives with the CLI issue; for now run 'make serve'." && exit 1
+
+lint: setup
+	$(BIN)/ruff check src tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache
+
+# The real Emissary SDK pins old pydantic/httpx, so it lives in its own
+# virtualenv that tuneyard never imports; end-to-end tests run it as a child.
+EMISSARY_VENV ?= .venv-emissary
+$(EMISSARY_VENV)/.stamp:
+	test -x $(EMISSARY_VENV)/bin/python || $(PYTHON) -m venv $(EMISSARY_VENV)
+	$(EMISSARY_VENV)/bin/python -m pip install --quiet "emissary-client-sdk==0.4.4"
+	touch $@
