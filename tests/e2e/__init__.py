@@ -1,0 +1,1 @@
+"""End-to-end tests: a real `tuneyard serve` process driven by real clients."""
