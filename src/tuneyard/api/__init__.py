@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): the Emissary platform API plus tuneyard's extras."""

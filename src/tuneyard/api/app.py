@@ -1,0 +1,59 @@
+"""The app factory: wires settings, database, store and routers together."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from tuneyard import __version__
+from tuneyard.api.errors import install_error_handlers
+from tuneyard.api.routes import datasets, files, health, models, projects
+from tuneyard.config import Settings, get_settings
+from tuneyard.db import engine_for, session_scope, upgrade
+from tuneyard.services.keys import bootstrap_keys
+from tuneyard.storage import ArtifactStore, open_store
+
+log = logging.getLogger("tuneyard")
+
+
+def prepare(settings: Settings, engine: Engine) -> str | None:
+    """Migrate the database and make sure an admin key exists.
+
+    Returns a newly created admin key (to be shown once), or None.
+    """
+    settings.ensure_home()
+    upgrade(settings.resolved_database_url)
+    with session_scope(engine) as session:
+        return bootstrap_keys(session=session, home=settings.home,
+                              bootstrap_key=settings.bootstrap_api_key)
+
+
+def create_app(settings: Settings | None = None, *, store: ArtifactStore | None = None,
+               engine: Engine | None = None, migrate: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    engine = engine or engine_for(settings.resolved_database_url)
+    store = store or open_store(settings.resolved_storage_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if migrate:
+            new_key = prepare(settings, engine)
+            if new_key:
+                print(f"Created admin API key (shown once, also in {settings.home}/admin.key):"
+                      f"\n  {new_key}", flush=True)
+        yield
+
+    app = FastAPI(
+        title="tuneyard", version=__version__, lifespan=lifespan,
+        description="Self-hosted fine-tuning platform speaking the Emissary platform API.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.store = store
+    install_error_handlers(app)
+    for module in (health, models, projects, datasets, files):
+        app.include_router(module.router)
+    return app

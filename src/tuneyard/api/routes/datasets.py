@@ -1,0 +1,87 @@
+"""Datasets: multipart upload (validated, streamed to the store), list, get, delete."""
+
+from fastapi import APIRouter, Request, Response, UploadFile
+
+from tuneyard.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneyard.api.urls import download_url
+from tuneyard.errors import InvalidInput, PayloadTooLarge
+from tuneyard.schemas import DatasetDetail, DatasetSummary
+from tuneyard.services import datasets as dataset_service
+from tuneyard.services.projects import get_project
+
+router = APIRouter(tags=["Dataset"])
+
+# Multipart framing around the file: boundaries, headers, the name field.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+@router.post("/v1/projects/{project_id}/datasets", status_code=201,
+             response_model=DatasetSummary)
+async def create_dataset(project_id: str, request: Request, session: SessionDep,
+                         store: StoreDep, settings: SettingsDep,
+                         user: CurrentUser) -> DatasetSummary:
+    project = get_project(session=session, owner=user, project_id=project_id)
+    # Refuse an oversized body before reading it, when its size is announced.
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and \
+            int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(
+            f"file: upload of {declared} bytes exceeds the limit of "
+            f"{settings.max_upload_bytes} bytes (TUNEYARD_MAX_UPLOAD_BYTES)"
+        )
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidInput("body must be multipart/form-data with a 'file' field")
+    form = await request.form()
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) and not hasattr(upload, "read"):
+            raise InvalidInput("file: required (multipart field 'file' with the dataset)")
+        name = form.get("name")
+        if name is not None and not isinstance(name, str):
+            raise InvalidInput("name: must be a string")
+        # Validation and the store write are blocking file work: keep them off
+        # the event loop so other requests are served meanwhile.
+        from starlette.concurrency import run_in_threadpool
+
+        dataset = await run_in_threadpool(
+            dataset_service.create_dataset, session=session, store=store, project=project,
+            user=user, source=upload.file, filename=upload.filename, name=name,
+            max_bytes=settings.max_upload_bytes, tmp_dir=settings.home / "tmp",
+        )
+    finally:
+        await form.close()
+    return DatasetSummary.model_validate(dataset)
+
+
+@router.get("/v1/projects/{project_id}/datasets", response_model=list[DatasetSummary])
+def list_datasets(project_id: str, session: SessionDep,
+                  user: CurrentUser) -> list[DatasetSummary]:
+    project = get_project(session=session, owner=user, project_id=project_id)
+    return [DatasetSummary.model_validate(d)
+            for d in dataset_service.list_datasets(session=session, project=project)]
+
+
+@router.get("/v1/projects/{project_id}/datasets/{dataset_id}", response_model=DatasetDetail)
+def get_dataset(project_id: str, dataset_id: str, session: SessionDep,
+                settings: SettingsDep, user: CurrentUser) -> DatasetDetail:
+    project = get_project(session=session, owner=user, project_id=project_id)
+    dataset = dataset_service.get_dataset(session=session, project=project,
+                                          dataset_id=dataset_id)
+    url = download_url(settings, key=dataset.storage_key, filename=dataset.filename,
+                       sha256=dataset.sha256)
+    return DatasetDetail.model_validate(
+        {**DatasetSummary.model_validate(dataset).model_dump(),
+         "dataset_download_url": url, "upload_by": dataset.upload_by,
+         "updated_at": dataset.updated_at}
+    )
+
+
+@router.delete("/v1/projects/{project_id}/datasets/{dataset_id}", status_code=204,
+               response_class=Response)
+def delete_dataset(project_id: str, dataset_id: str, session: SessionDep, store: StoreDep,
+                   user: CurrentUser) -> Response:
+    project = get_project(session=session, owner=user, project_id=project_id)
+    dataset_service.delete_dataset(session=session, store=store, project=project,
+                                   dataset_id=dataset_id)
+    return Response(status_code=204)

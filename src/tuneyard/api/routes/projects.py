@@ -1,0 +1,45 @@
+"""Projects: create, list, get (with datasets, jobs, deployments), delete."""
+
+from fastapi import APIRouter, Body, Response
+
+from tuneyard.api.deps import CurrentUser, SessionDep, StoreDep
+from tuneyard.schemas import ProjectCreate, ProjectDetail, ProjectSummary
+from tuneyard.services import datasets as dataset_service
+from tuneyard.services import projects as project_service
+from tuneyard.services.views import job_summaries
+
+router = APIRouter(tags=["Project"])
+
+
+@router.post("/v1/projects", status_code=201, response_model=ProjectSummary)
+def create_project(session: SessionDep, user: CurrentUser,
+                   body: ProjectCreate | None = Body(None)) -> ProjectSummary:
+    project = project_service.create_project(
+        session=session, owner=user, name=body.name if body else None
+    )
+    return ProjectSummary.model_validate(project)
+
+
+@router.get("/v1/projects", response_model=list[ProjectSummary])
+def list_projects(session: SessionDep, user: CurrentUser) -> list[ProjectSummary]:
+    return [ProjectSummary.model_validate(p)
+            for p in project_service.list_projects(session=session, owner=user)]
+
+
+@router.get("/v1/projects/{project_id}", response_model=ProjectDetail)
+def get_project(project_id: str, session: SessionDep, user: CurrentUser) -> ProjectDetail:
+    project = project_service.get_project(session=session, owner=user, project_id=project_id)
+    datasets = dataset_service.list_datasets(session=session, project=project)
+    return ProjectDetail(
+        id=project.id, name=project.name, created_at=project.created_at,
+        datasets=[d for d in datasets], training_jobs=job_summaries(session, project),
+        deployments=[],
+    )
+
+
+@router.delete("/v1/projects/{project_id}", status_code=204, response_class=Response)
+def delete_project(project_id: str, session: SessionDep, store: StoreDep,
+                   user: CurrentUser) -> Response:
+    project_service.delete_project(session=session, store=store, owner=user,
+                                   project_id=project_id)
+    return Response(status_code=204)

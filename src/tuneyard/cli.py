@@ -1,0 +1,119 @@
+"""The `tuneyard` command line (typer): thin commands over services and the API."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="tuneyard: self-hosted fine-tuning with the Emissary API.")
+keys_app = typer.Typer(no_args_is_help=True, help="Manage API keys (works on the DB directly).")
+db_app = typer.Typer(no_args_is_help=True, help="Database maintenance.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to bind."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    worker: bool = typer.Option(True, help="Run an embedded training worker."),
+) -> None:
+    """Run migrations and serve the API (with an embedded worker)."""
+    import uvicorn
+
+    from tuneyard.api.app import create_app
+    from tuneyard.config import get_settings
+
+    settings = get_settings()
+    settings.embedded_worker = settings.embedded_worker and worker
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every database migration."""
+    from tuneyard.config import get_settings
+    from tuneyard.db import upgrade
+
+    settings = get_settings()
+    settings.ensure_home()
+    upgrade(settings.resolved_database_url)
+    out.print("database is up to date")
+
+
+def _db_session():
+    from tuneyard.config import get_settings
+    from tuneyard.db import engine_for, session_scope, upgrade
+
+    settings = get_settings()
+    settings.ensure_home()
+    upgrade(settings.resolved_database_url)
+    return session_scope(engine_for(settings.resolved_database_url))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., "--name", help="A label for the key (and its new user)."),
+    user: str = typer.Option(None, "--user", help="Give the key to this existing user id."),
+    admin: bool = typer.Option(False, "--admin", help="Make the new user an admin."),
+) -> None:
+    """Create an API key and print it (shown only once)."""
+    from tuneyard.services.keys import create_key
+
+    with _db_session() as session:
+        try:
+            key, row = create_key(session=session, name=name, user_id=user, is_admin=admin)
+        except LookupError as exc:
+            fail(str(exc))
+        user_id = row.user_id
+    print(key)
+    err.print(f"key for {user_id} created; it is not shown again", highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List API keys (never the keys themselves)."""
+    from tuneyard.services.keys import list_keys
+
+    with _db_session() as session:
+        rows = [{"id": k.id, "name": k.name, "user": k.user_id, "prefix": k.prefix,
+                 "created_at": k.created_at, "revoked": k.revoked_at is not None}
+                for k in list_keys(session=session)]
+    if as_json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return
+    table = Table("id", "name", "user", "prefix", "revoked")
+    for r in rows:
+        table.add_row(r["id"], r["name"], r["user"], r["prefix"] + "…", str(r["revoked"]))
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str = typer.Argument(..., help="The key's id (see `keys list`).")) -> None:
+    """Revoke an API key."""
+    from tuneyard.services.keys import revoke_key
+
+    with _db_session() as session:
+        try:
+            revoke_key(session=session, key_id=key_id)
+        except LookupError as exc:
+            fail(str(exc))
+    out.print(f"revoked {key_id}")
+
+
+if __name__ == "__main__":
+    app()

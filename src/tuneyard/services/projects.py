@@ -1,0 +1,53 @@
+"""Projects: a user's workspaces. Another user's project does not exist (404)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tuneyard.errors import InvalidInput, NotFound
+from tuneyard.ids import new_id
+from tuneyard.storage import ArtifactStore
+from tuneyard.tables import Project, User
+
+
+def project_prefix(project_id: str) -> str:
+    """Where a project's artifacts live in the store."""
+    return f"projects/{project_id}/"
+
+
+def create_project(*, session: Session, owner: User, name: str | None = None) -> Project:
+    project_id = new_id("ms")
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise InvalidInput("name: must not be empty")
+        if len(name) > 200:
+            raise InvalidInput("name: must be at most 200 characters")
+    project = Project(id=project_id, name=name or f"project-{project_id[3:11]}",
+                      owner_id=owner.id)
+    session.add(project)
+    session.flush()
+    return project
+
+
+def list_projects(*, session: Session, owner: User) -> list[Project]:
+    return list(session.scalars(
+        select(Project).where(Project.owner_id == owner.id).order_by(Project.id)
+    ))
+
+
+def get_project(*, session: Session, owner: User, project_id: str) -> Project:
+    project = session.get(Project, project_id)
+    if project is None or project.owner_id != owner.id:
+        raise NotFound(f"project {project_id!r} not found")
+    return project
+
+
+def delete_project(*, session: Session, store: ArtifactStore, owner: User,
+                   project_id: str) -> None:
+    """Delete the project, its rows (cascade) and every artifact under it."""
+    project = get_project(session=session, owner=owner, project_id=project_id)
+    session.delete(project)
+    session.flush()
+    store.delete_prefix(project_prefix(project_id))

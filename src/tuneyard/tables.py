@@ -1,0 +1,162 @@
+"""ORM tables of the metadata database (SQLAlchemy 2, typed mappings).
+
+Timestamps are unix seconds (ints), as on the wire. JSON columns hold small
+documents only (hyperparameters, the bounded loss curve, test results).
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def now() -> int:
+    return int(time.time())
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # sha256 of the key: keys are 256-bit random, so a fast hash is enough and
+    # lets every request find its key with one indexed lookup.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    revoked_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    user: Mapped[User] = relationship()
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    filename: Mapped[str] = mapped_column(String(300))
+    is_uploaded: Mapped[bool] = mapped_column(Boolean, default=False)
+    storage_key: Mapped[str] = mapped_column(String(500))
+    file_format: Mapped[str] = mapped_column(String(20))
+    shape: Mapped[str] = mapped_column(String(40))
+    num_records: Mapped[int] = mapped_column(Integer)
+    labels: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    multi_label: Mapped[bool] = mapped_column(Boolean, default=False)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    upload_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
+
+
+class TrainingJob(Base):
+    __tablename__ = "training_jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    base_model: Mapped[str] = mapped_column(String(300))
+    base_model_option: Mapped[str] = mapped_column(String(40), default="base")
+    # Continued training: the job and checkpoint number this job starts from.
+    source_job_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source_checkpoint: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    hf_model_link: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    task_type: Mapped[str] = mapped_column(String(40))
+    train_dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), nullable=True
+    )
+    test_dataset_id: Mapped[str | None] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), nullable=True
+    )
+    split: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    hyper_parameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    rebalance_data: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    test_functions: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="Pending", index=True)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    training_loss: Mapped[list] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    best_checkpoint: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    baseline_test_results: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
+    started_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+    checkpoints: Mapped[list[Checkpoint]] = relationship(
+        back_populates="job", order_by="Checkpoint.number", passive_deletes=True
+    )
+
+
+class Checkpoint(Base):
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("job_id", "number", name="uq_checkpoint_job_number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(
+        ForeignKey("training_jobs.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[float] = mapped_column(Float)
+    storage_prefix: Mapped[str] = mapped_column(String(500))
+    archive_key: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    archive_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    archive_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    eval_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Filled by evaluation: {general_test_result_key, aggregated_test_result}.
+    test_results: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    test_status: Mapped[str] = mapped_column(String(20), default="pending")
+    test_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pruned: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
+
+    job: Mapped[TrainingJob] = relationship(back_populates="checkpoints")
