@@ -39,6 +39,10 @@ def serve(
 
     settings = get_settings()
     settings.embedded_worker = settings.embedded_worker and worker
+    if "public_url" not in settings.model_fields_set:
+        # Download URLs must point at where this server really listens.
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        settings.public_url = f"http://{shown}:{port}"
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
