@@ -1,0 +1,52 @@
+"""Artifact storage: where datasets, checkpoints and results live.
+
+`open_store(url)` picks the backend from the configured URL; everything else
+talks to the `ArtifactStore` interface. Signed download tokens live in
+`tuneyard.storage.signing` and HTTP range responses in `tuneyard.storage.http`
+(which imports Starlette, so it is not imported here).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
+
+from .base import CHUNK_SIZE, ArtifactStore, ObjectInfo, ObjectNotFound, validate_key
+from .local import LocalStore
+from .memory import MemoryStore
+
+__all__ = [
+    "CHUNK_SIZE",
+    "ArtifactStore",
+    "LocalStore",
+    "MemoryStore",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "open_store",
+    "validate_key",
+]
+
+
+def open_store(url: str) -> ArtifactStore:
+    """The store a URL names: `file:///abs/dir` or a plain path, `memory://`, `s3://…`.
+
+    Each `memory://` call returns a new, empty store.
+    """
+    if not url:
+        raise ValueError("storage URL must not be empty")
+    if "://" not in url:
+        return LocalStore(Path(url))
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path:
+            raise ValueError(
+                f"file storage URL must be file:///absolute/path (no host), got {url!r}"
+            )
+        return LocalStore(Path(url2pathname(parts.path)))
+    if scheme == "memory":
+        return MemoryStore()
+    if scheme == "s3":
+        raise NotImplementedError("S3 storage arrives in a later release; use a local directory")
+    raise ValueError(f"unsupported storage URL scheme {parts.scheme!r} in {url!r}")
