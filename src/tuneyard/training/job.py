@@ -1,0 +1,82 @@
+"""What a training job is given and what it reports: the interface between the
+worker (which owns the DB and the store) and the training child process.
+
+Pure Python, so the worker and API can import it without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+TASK_TYPES = ("text-generation", "classification", "regression", "embedding")
+
+
+class TrainingError(Exception):
+    """A job failed for a reason the user can act on; str(e) is the message shown."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class JobSpec:
+    job_id: str
+    """The training job's id (tr-…), for logs."""
+    task_type: str
+    """text-generation | classification | regression | embedding."""
+    base_model: str
+    """The catalog name of the base model, recorded in every manifest."""
+    model_path: str
+    """The resolved base model: a local dir or cached hub id. For continued
+    training, the local dir of the published checkpoint to start from (which
+    may hold a LoRA adapter)."""
+    train_examples: list[dict]
+    """Task-form records: {prompt, completion} | {messages} (text generation),
+    {text, labels} (classification), {text, value} (regression),
+    {text1, text2, score} (embedding)."""
+    eval_examples: list[dict]
+    """Held-out records of the same form; their loss goes in each manifest."""
+    hyper_parameters: dict
+    """The output of `resolve_parameters` (every parameter resolved)."""
+    labels: list[str] | None = None
+    """Classification label names in id order; None derives them (sorted) from the data."""
+    multi_label: bool = False
+    """Classification with any number of labels per example (sigmoid/BCE)."""
+    base_model_path: str | None = None
+    """For continued training from a LoRA checkpoint: where its base model is
+    on this machine (defaults to the adapter's own base_model_name_or_path)."""
+
+
+class TrainingEvents(Protocol):
+    """How a running job talks to its worker. Called from the training thread."""
+
+    def progress(self, percent: int) -> None:
+        """0..100, never decreasing."""
+
+    def loss(self, step: int, value: float) -> None:
+        """The mean training loss since the previous report, at each logging step."""
+
+    def checkpoint(self, number: int, path: Path, manifest: dict) -> None:
+        """A checkpoint was published at `path` (durable, verified by its manifest)."""
+
+    def should_stop(self) -> bool:
+        """Polled after every optimizer step; True stops training cleanly (cancel)."""
+
+
+class NullEvents:
+    """Events that go nowhere: for scripts and tests that only want the files."""
+
+    def progress(self, percent: int) -> None:
+        pass
+
+    def loss(self, step: int, value: float) -> None:
+        pass
+
+    def checkpoint(self, number: int, path: Path, manifest: dict) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False

