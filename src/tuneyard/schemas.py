@@ -77,3 +77,71 @@ class ProjectDetail(ProjectSummary):
     datasets: list[DatasetSummary]
     training_jobs: list[TrainingJobSummary]
     deployments: list[DeploymentSummary]
+
+
+ParamValue = str | float | int | bool
+
+
+class TrainingJobCreate(BaseModel):
+    """The create body: the SDK contract's fields plus Emissary v2's additions."""
+
+    model_config = ConfigDict(extra="forbid")
+    base_model: str = Field(min_length=1)
+    train_dataset_id: str = Field(min_length=1)
+    test_dataset_id: str | None = None
+    train_test_split_ratio: float | None = None
+    name: str | None = Field(None, max_length=200)
+    description: str | None = None
+    parameters: dict[str, ParamValue] | None = None
+    hf_model_link: str | None = None
+    task_type: str | None = None
+    base_model_option: str | None = None
+    checkpoint: float | None = None
+    rebalance_data: dict[str, float] | None = None
+    test_functions: list[str] | None = None
+
+
+class LossPoint(BaseModel):
+    timestamp: float
+    loss: float
+    step: int | None = Field(None, description="extra")
+
+
+class TrainingJobDetail(TrainingJobSummary):
+    description: str | None
+    train_dataset: DatasetSummary | None
+    test_dataset: DatasetSummary | None
+    training_loss: list[LossPoint]
+    hyper_parameters: dict[str, ParamValue]
+    base_fine_tuned_model: str | None = Field(None, description="extra (v2)")
+    base_fine_tuned_model_checkpoint: int | None = Field(None, description="extra (v2)")
+    hf_model_link: str | None = Field(None, description="extra")
+    test_functions: list[str] | None = Field(None, description="extra (v2)")
+    split: dict | None = Field(None, description="extra: the held-out test share and seed")
+    error: str | None = Field(None, description="extra: why the job failed")
+    best_checkpoint: int | None = Field(None, description="extra")
+    baseline_test_results: dict | None = Field(None, description="extra")
+    started_at: int | None = Field(None, description="extra")
+    finished_at: int | None = Field(None, description="extra")
+    attempts: int = Field(0, description="extra: how many times a worker started it")
+
+
+class TestResults(BaseModel):
+    general_test_result: str | None
+    aggregated_test_result: dict[str, str]
+
+
+class TrainingJobCheckpoint(BaseModel):
+    checkpoint: int
+    model_download_url: str | None
+    test_results: TestResults | None
+    created_at: int
+    updated_at: int
+    step: int = Field(description="extra: optimizer step at which it was taken")
+    epoch: float = Field(description="extra")
+    eval_loss: float | None = Field(None, description="extra: loss on the test set")
+    archive_sha256: str | None = Field(None, description="extra: sha256 of the download")
+    archive_size: int | None = Field(None, description="extra: bytes of the download")
+    test_status: str = Field("pending", description="extra: pending | running | done | failed")
+    test_error: str | None = Field(None, description="extra")
+    pruned: bool = Field(False, description="extra: weights removed by keep_checkpoints")

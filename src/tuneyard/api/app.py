@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from tuneyard import __version__
 from tuneyard.api.errors import install_error_handlers
-from tuneyard.api.routes import datasets, files, health, models, projects
+from tuneyard.api.routes import datasets, files, health, jobs, models, projects
 from tuneyard.config import Settings, get_settings
 from tuneyard.db import engine_for, session_scope, upgrade
 from tuneyard.services.keys import bootstrap_keys
@@ -44,7 +44,18 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
             if new_key:
                 print(f"Created admin API key (shown once, also in {settings.home}/admin.key):"
                       f"\n  {new_key}", flush=True)
-        yield
+        worker = None
+        if settings.embedded_worker:
+            from tuneyard.worker.loop import start_embedded
+
+            worker = start_embedded(settings)
+        try:
+            yield
+        finally:
+            if worker is not None:
+                thread, stop = worker
+                stop.set()
+                thread.join(timeout=30)
 
     app = FastAPI(
         title="tuneyard", version=__version__, lifespan=lifespan,
@@ -54,6 +65,6 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
     app.state.engine = engine
     app.state.store = store
     install_error_handlers(app)
-    for module in (health, models, projects, datasets, files):
+    for module in (health, models, projects, datasets, jobs, files):
         app.include_router(module.router)
     return app

@@ -3,11 +3,11 @@
 from fastapi import APIRouter, Request, Response, UploadFile
 
 from tuneyard.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
-from tuneyard.api.urls import download_url
 from tuneyard.errors import InvalidInput, PayloadTooLarge
 from tuneyard.schemas import DatasetDetail, DatasetSummary
 from tuneyard.services import datasets as dataset_service
 from tuneyard.services.projects import get_project
+from tuneyard.services.urls import download_url
 
 router = APIRouter(tags=["Dataset"])
 

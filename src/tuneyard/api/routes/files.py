@@ -16,7 +16,7 @@ def download(token: str, request: Request, store: StoreDep, settings: SettingsDe
     try:
         claims = read_token(token, secret=settings.signing_secret())
     except ExpiredToken:
-        raise Forbidden("download URL has expired; fetch the object again for a new one")
+        raise Forbidden("download URL has expired; fetch the object again for a new one") from None
     except TokenError:
         raise Forbidden("download URL is invalid or has been tampered with") from None
     try:

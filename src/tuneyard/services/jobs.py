@@ -1,0 +1,238 @@
+"""Training jobs: validate a request into a Pending row; list, get, cancel, delete.
+
+Workers (tuneyard.worker) claim Pending rows and run them; nothing here
+imports torch.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tuneyard.catalog import DEFAULT_TASK, load_catalog
+from tuneyard.config import Settings
+from tuneyard.data import TASK_TYPES, normalize_split_ratio, task_fit_error
+from tuneyard.errors import InvalidInput, NotFound
+from tuneyard.ids import new_id
+from tuneyard.services.projects import project_prefix
+from tuneyard.storage import ArtifactStore
+from tuneyard.tables import Checkpoint, Dataset, Project, TrainingJob, User
+from tuneyard.training.params import ParameterError, resolve_parameters
+
+BASE_MODEL_OPTIONS = ("pre-trained", "fine-tuned")
+TERMINAL = ("Success", "Failed", "Cancelled", "TimedOut")
+HF_LINK = re.compile(r"^(?:https?://(?:www\.)?huggingface\.co/)?([\w.-]+/[\w.-]+?)/?$")
+
+
+def job_prefix(job: TrainingJob) -> str:
+    return f"{project_prefix(job.project_id)}jobs/{job.id}/"
+
+
+def _dataset(session: Session, project: Project, dataset_id: str, field: str) -> Dataset:
+    dataset = session.get(Dataset, dataset_id) if isinstance(dataset_id, str) else None
+    if dataset is None or dataset.project_id != project.id:
+        raise InvalidInput(f"{field}: dataset {dataset_id!r} not found in this project")
+    return dataset
+
+
+def find_job(session: Session, project: Project, ref: str) -> TrainingJob | None:
+    """A job of this project by id, else by name (the newest of that name)."""
+    job = session.get(TrainingJob, ref)
+    if job is not None and job.project_id == project.id:
+        return job
+    return session.scalars(
+        select(TrainingJob).where(TrainingJob.project_id == project.id, TrainingJob.name == ref)
+        .order_by(TrainingJob.id.desc())
+    ).first()
+
+
+def _source_checkpoint(session: Session, project: Project, body) -> tuple[TrainingJob, int]:
+    """Continued training: the job named by `base_model` and its checkpoint."""
+    if body.checkpoint is None:
+        raise InvalidInput("checkpoint: required when base_model_option is 'fine-tuned'")
+    number = int(body.checkpoint)
+    if number != body.checkpoint or number < 1:
+        raise InvalidInput(f"checkpoint: must be a checkpoint number >= 1, got {body.checkpoint}")
+    source = find_job(session, project, body.base_model)
+    if source is None:
+        raise InvalidInput(
+            f"base_model: with base_model_option 'fine-tuned' it names a training job of this "
+            f"project (by name or id); {body.base_model!r} is none"
+        )
+    row = session.scalar(select(Checkpoint).where(Checkpoint.job_id == source.id,
+                                                  Checkpoint.number == number))
+    if row is None:
+        raise InvalidInput(f"checkpoint: training job {source.id} has no checkpoint {number}")
+    if row.pruned:
+        raise InvalidInput(f"checkpoint: checkpoint {number} of {source.id} was pruned "
+                           "(its weights are gone); pick a kept one")
+    return source, number
+
+
+def create_job(*, session: Session, settings: Settings, project: Project, user: User,
+               body) -> TrainingJob:
+    """Validate everything a worker will need, so a job fails at run time only for
+    reasons that cannot be known now (weights unreachable, out of memory)."""
+    option = body.base_model_option or "pre-trained"
+    if option not in BASE_MODEL_OPTIONS:
+        raise InvalidInput(f"base_model_option: must be one of {', '.join(BASE_MODEL_OPTIONS)}")
+    if body.task_type is not None and body.task_type not in TASK_TYPES:
+        raise InvalidInput(f"task_type: must be one of {', '.join(TASK_TYPES)}, "
+                           f"got {body.task_type!r}")
+    catalog = load_catalog(settings.home)
+    source_job, source_number, hf_repo = None, None, None
+    if option == "fine-tuned":
+        source_job, source_number = _source_checkpoint(session, project, body)
+        base_name = source_job.base_model
+        task_type = body.task_type or source_job.task_type
+        if task_type != source_job.task_type:
+            raise InvalidInput(f"task_type: continued training keeps the task of "
+                               f"{source_job.id} ({source_job.task_type}), got {task_type}")
+        template = catalog[base_name].parameter_template if base_name in catalog else {}
+    elif body.hf_model_link:
+        match = HF_LINK.match(body.hf_model_link.strip())
+        if not match:
+            raise InvalidInput("hf_model_link: expected https://huggingface.co/<org>/<name> "
+                               f"or <org>/<name>, got {body.hf_model_link!r}")
+        hf_repo = match.group(1)
+        base_name = body.base_model
+        known = catalog.get(base_name)
+        task_type = body.task_type or (DEFAULT_TASK[known.type] if known else "text-generation")
+        template = known.parameter_template if known else {}
+    else:
+        model = catalog.get(body.base_model)
+        if model is None:
+            raise InvalidInput(f"base_model: {body.base_model!r} is not in the catalog "
+                               "(GET /v1/models lists them; hf_model_link names a hub model)")
+        if not model.available:
+            raise InvalidInput(f"base_model: the weights of {model.name!r} ({model.source}) "
+                               "cannot be loaded on this server (not available offline)")
+        base_name = model.name
+        task_type = body.task_type or DEFAULT_TASK[model.type]
+        template = model.parameter_template
+
+    train = _dataset(session, project, body.train_dataset_id, "train_dataset_id")
+    test = (_dataset(session, project, body.test_dataset_id, "test_dataset_id")
+            if body.test_dataset_id else None)
+    for field, dataset in (("train_dataset_id", train), ("test_dataset_id", test)):
+        if dataset is not None and (problem := task_fit_error(_info(dataset), task_type)):
+            raise InvalidInput(f"{field}: {problem}")
+    try:
+        params = resolve_parameters(body.parameters or {}, template=template)
+    except ParameterError as exc:
+        raise InvalidInput(f"parameters: {exc}") from None
+    split = None
+    if test is None:
+        try:
+            fraction = normalize_split_ratio(body.train_test_split_ratio)
+        except ValueError as exc:
+            raise InvalidInput(f"train_test_split_ratio: {exc}") from None
+        split = {"test_fraction": fraction, "seed": params["seed"]}
+    rebalance = _check_rebalance(body.rebalance_data, task_type, train)
+    test_functions = _check_test_functions(body.test_functions, settings)
+
+    job = TrainingJob(
+        id=new_id("tr"), project_id=project.id, name=(body.name or "").strip() or None,
+        description=body.description, base_model=base_name, base_model_option=option,
+        source_job_id=source_job.id if source_job else None, source_checkpoint=source_number,
+        hf_model_link=hf_repo, task_type=task_type, train_dataset_id=train.id,
+        test_dataset_id=test.id if test else None, split=split, hyper_parameters=params,
+        rebalance_data=rebalance, test_functions=test_functions, status="Pending",
+        progress=0, training_loss=[], created_by=user.id,
+    )
+    job.name = job.name or f"training-{job.id[3:11]}"
+    session.add(job)
+    session.flush()
+    return job
+
+
+def _info(dataset: Dataset):
+    from tuneyard.data import DatasetInfo
+
+    return DatasetInfo(file_format=dataset.file_format, shape=dataset.shape,
+                       num_records=dataset.num_records, labels=dataset.labels,
+                       multi_label=dataset.multi_label)
+
+
+def _check_rebalance(spec, task_type: str, train: Dataset) -> dict | None:
+    if not spec:
+        return None
+    if task_type != "classification":
+        raise InvalidInput("rebalance_data: only supported for the classification task")
+    if not isinstance(spec, dict):
+        raise InvalidInput("rebalance_data: must be an object of label -> ratio or count")
+    known = set(train.labels or [])
+    for label, value in spec.items():
+        if known and label not in known:
+            raise InvalidInput(f"rebalance_data: label {label!r} is not in the training set "
+                               f"(labels: {', '.join(sorted(known))})")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise InvalidInput(f"rebalance_data: {label!r} must be a number >= 0")
+    return dict(spec)
+
+
+def _check_test_functions(names, settings: Settings) -> list[str] | None:
+    if not names:
+        return None
+    try:
+        from tuneyard.evaluation.functions import list_test_functions
+    except ImportError:  # evaluation not installed in this build
+        return list(names)
+    available = {f.name for f in list_test_functions(settings.home)}
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise InvalidInput(f"test_functions: unknown {', '.join(map(repr, unknown))}; "
+                           f"available: {', '.join(sorted(available))}")
+    return list(names)
+
+
+def list_jobs(*, session: Session, project: Project) -> list[TrainingJob]:
+    return list(session.scalars(
+        select(TrainingJob).where(TrainingJob.project_id == project.id).order_by(TrainingJob.id)
+    ))
+
+
+def get_job(*, session: Session, project: Project, job_id: str) -> TrainingJob:
+    job = session.get(TrainingJob, job_id)
+    if job is None or job.project_id != project.id:
+        raise NotFound(f"training job {job_id!r} not found in project {project.id!r}")
+    return job
+
+
+def list_checkpoints(*, session: Session, job: TrainingJob) -> list[Checkpoint]:
+    return list(session.scalars(
+        select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.number)
+    ))
+
+
+def cancel_job(*, session: Session, job: TrainingJob) -> TrainingJob:
+    """Pending → Cancelled now; Running → the worker stops the child within seconds."""
+    if job.status == "Pending":
+        job.status = "Cancelled"
+        job.finished_at = int(time.time())
+    elif job.status == "Running":
+        job.cancel_requested = True
+    session.flush()
+    return job
+
+
+def delete_job(*, session: Session, store: ArtifactStore, job: TrainingJob,
+               wait_seconds: float = 15.0) -> None:
+    """Cancel a running job first (waiting for its worker to stop it), then remove
+    its rows and artifacts."""
+    if job.status == "Running":
+        cancel_job(session=session, job=job)
+        session.commit()
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            session.refresh(job)
+            if job.status != "Running":
+                break
+            time.sleep(0.2)
+    prefix = job_prefix(job)
+    session.delete(job)
+    session.flush()
+    store.delete_prefix(prefix)

@@ -1,0 +1,279 @@
+"""What runs inside a job's child process: `python -m tuneyard.worker.child JOB WORKER`.
+
+Prepares the data (split, downsample, rebalance), resolves the base model (or
+downloads the checkpoint it continues from), resumes from the job's latest
+checkpoint if a previous attempt died, trains, and publishes every checkpoint:
+files to the store (manifest last), then the archive, then the DB row.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from tuneyard.catalog import load_catalog
+from tuneyard.config import Settings, get_settings
+from tuneyard.data import downsample, load_examples, rebalance, split_examples, to_task_examples
+from tuneyard.db import make_engine
+from tuneyard.services.jobs import job_prefix
+from tuneyard.storage import ArtifactStore, open_store
+from tuneyard.tables import Checkpoint, Dataset, TrainingJob, now
+from tuneyard.worker.loop import EXIT_RECORDED
+
+log = logging.getLogger("tuneyard.child")
+MAX_LOSS_POINTS = 1000
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL us if the worker dies, so an orphan never trains on
+    while another worker resumes the same job."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def checkpoint_prefix(job: TrainingJob, number: int) -> str:
+    return f"{job_prefix(job)}checkpoints/{number:06d}/"
+
+
+def download_prefix(store: ArtifactStore, prefix: str, target: Path,
+                    *, skip_state: bool = False) -> Path:
+    target.mkdir(parents=True, exist_ok=True)
+    for key in store.list(prefix):
+        rel = key[len(prefix):]
+        if skip_state and rel.startswith("state/"):
+            continue
+        store.download_to(key, target / rel)
+    return target
+
+
+class DbEvents:
+    """TrainingEvents that land in the database and the artifact store."""
+
+    def __init__(self, *, engine, store: ArtifactStore, job: TrainingJob, workdir: Path,
+                 parent_pid: int):
+        self.engine, self.store, self.job, self.workdir = engine, store, job, workdir
+        self.parent_pid = parent_pid
+        self._progress = job.progress or 0
+        self._last_poll = 0.0
+        self._stop = False
+
+    def progress(self, percent: int) -> None:
+        percent = max(self._progress, min(100, int(percent)))
+        if percent == self._progress:
+            return
+        self._progress = percent
+        with Session(self.engine) as session:
+            session.execute(update(TrainingJob).where(TrainingJob.id == self.job.id)
+                            .values(progress=percent, updated_at=now()))
+            session.commit()
+
+    def loss(self, step: int, value: float) -> None:
+        with Session(self.engine) as session:
+            job = session.get(TrainingJob, self.job.id)
+            if job is None:
+                return
+            points = list(job.training_loss or [])
+            points.append({"timestamp": time.time(), "loss": float(value), "step": int(step)})
+            if len(points) > MAX_LOSS_POINTS:
+                # Halve the resolution of the older half: long jobs keep their shape
+                # in bounded space, and recent points stay exact.
+                half = len(points) // 2
+                points = points[:half:2] + points[half:]
+            job.training_loss = points
+            session.commit()
+
+    def checkpoint(self, number: int, path: Path, manifest: dict) -> None:
+        from tuneyard.training.checkpoint import MANIFEST, build_model_archive
+
+        prefix = checkpoint_prefix(self.job, number)
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
+        for file in files:  # the manifest goes last: it is what marks completeness
+            self.store.put_file(prefix + file.relative_to(path).as_posix(), file)
+        self.store.put_file(prefix + MANIFEST, path / MANIFEST)
+        archive = self.workdir / "archives" / f"{number:06d}.tar"
+        size, sha256 = build_model_archive(path, archive)
+        archive_key = f"{job_prefix(self.job)}checkpoints/{number:06d}.tar"
+        self.store.put_file(archive_key, archive)
+        archive.unlink()
+        with Session(self.engine) as session:
+            session.add(Checkpoint(
+                job_id=self.job.id, number=number, step=int(manifest.get("step", 0)),
+                epoch=float(manifest.get("epoch", 0.0)), storage_prefix=prefix,
+                archive_key=archive_key, archive_sha256=sha256, archive_size=size,
+                eval_loss=manifest.get("eval_loss"),
+            ))
+            session.commit()
+        log.info("checkpoint %s published (step %s)", number, manifest.get("step"))
+
+    def should_stop(self) -> bool:
+        if self._stop:
+            return True
+        if os.getppid() != self.parent_pid:
+            self._stop = True  # the worker is gone
+            return True
+        if time.monotonic() - self._last_poll < 1.0:
+            return False
+        self._last_poll = time.monotonic()
+        with Session(self.engine) as session:
+            job = session.get(TrainingJob, self.job.id)
+            self._stop = job is None or job.cancel_requested or job.status != "Running"
+        return self._stop
+
+
+def prepare_examples(*, session: Session, store: ArtifactStore, job: TrainingJob,
+                     workdir: Path) -> tuple[list[dict], list[dict], list[str] | None, bool]:
+    """Train and test records in task form, split/downsampled/rebalanced by seed."""
+    params = job.hyper_parameters
+    seed = int(params.get("seed", 42))
+
+    def load(dataset_id: str | None, role: str) -> tuple[list[dict], Dataset]:
+        dataset = session.get(Dataset, dataset_id) if dataset_id else None
+        if dataset is None:
+            raise_failure(f"the {role} dataset was deleted before the job ran")
+        local = workdir / "data" / f"{role}-{dataset.filename}"
+        store.download_to(dataset.storage_key, local)
+        records = load_examples(local, filename=dataset.filename)
+        return to_task_examples(records, shape=dataset.shape, task_type=job.task_type), dataset
+
+    train, train_ds = load(job.train_dataset_id, "train")
+    if job.test_dataset_id:
+        test, _ = load(job.test_dataset_id, "test")
+    else:
+        if len(train) < 2:
+            raise_failure("the training set needs at least 2 records to hold out a test split")
+        train, test = split_examples(train, test_fraction=job.split["test_fraction"], seed=seed)
+    if params.get("downsample_size", 100) < 100:
+        train = downsample(train, percent=params["downsample_size"], seed=seed)
+    if job.rebalance_data:
+        train = rebalance(train, spec=job.rebalance_data, seed=seed)
+    if not train:
+        raise_failure("the training set is empty after splitting and downsampling")
+    labels = None
+    multi = False
+    if job.task_type == "classification":
+        labels = sorted({label for ex in train + test for label in ex["labels"]})
+        multi = bool(train_ds.multi_label)
+    return train, test, labels, multi
+
+
+class JobFailure(Exception):
+    """A reason to fail the job that the user can act on."""
+
+
+def raise_failure(message: str) -> None:
+    raise JobFailure(message)
+
+
+def resolve_base(*, settings: Settings, session: Session, store: ArtifactStore,
+                 job: TrainingJob, workdir: Path) -> tuple[str, str | None]:
+    """(model_path, base_model_path): where the weights to start from are."""
+    from tuneyard.models.resolve import resolve_model_path
+
+    catalog = load_catalog(settings.home)
+    entry = catalog.get(job.base_model)
+    base_source = job.hf_model_link or (entry.source if entry else None)
+    if base_source is None:
+        raise_failure(f"base model {job.base_model!r} is no longer in the catalog")
+    base_path = resolve_model_path(base_source, home=settings.home)
+    if job.base_model_option != "fine-tuned":
+        return base_path, None
+    source = session.scalar(select(Checkpoint).where(
+        Checkpoint.job_id == job.source_job_id, Checkpoint.number == job.source_checkpoint))
+    if source is None or source.pruned:
+        raise_failure(f"checkpoint {job.source_checkpoint} of {job.source_job_id} is gone")
+    local = download_prefix(store, source.storage_prefix, workdir / "source", skip_state=True)
+    return str(local), base_path
+
+
+def record(engine, job_id: str, **values) -> None:
+    with Session(engine) as session:
+        session.execute(update(TrainingJob).where(TrainingJob.id == job_id,
+                                                  TrainingJob.status == "Running")
+                        .values(updated_at=now(), **values))
+        session.commit()
+
+
+def main(job_id: str, worker_id: str) -> int:
+    _die_with_parent()
+    parent = os.getppid()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    store = open_store(settings.resolved_storage_url)
+    workdir = settings.home / "work" / job_id
+    shutil.rmtree(workdir, ignore_errors=True)  # the store and DB are the truth
+    workdir.mkdir(parents=True)
+    try:
+        from tuneyard.models.resolve import ModelUnavailable
+        from tuneyard.training import JobSpec, TrainingError, run_job
+
+        with Session(engine) as session:
+            job = session.get(TrainingJob, job_id)
+            if job is None or job.worker_id != worker_id:
+                return EXIT_RECORDED
+            train, test, labels, multi = prepare_examples(session=session, store=store,
+                                                          job=job, workdir=workdir)
+            model_path, base_path = resolve_base(settings=settings, session=session,
+                                                 store=store, job=job, workdir=workdir)
+            rows = list(session.scalars(select(Checkpoint).where(Checkpoint.job_id == job.id)
+                                        .order_by(Checkpoint.number)))
+        # Resume after a crash: continue from the latest durable checkpoint; any
+        # files of a later number were never recorded (crash mid-publish).
+        latest = rows[-1] if rows else None
+        next_number = latest.number + 1 if latest else 1
+        _remove_unrecorded(store, job, next_number)
+        resume_from = (download_prefix(store, latest.storage_prefix, workdir / "resume")
+                       if latest else None)
+        spec = JobSpec(job_id=job.id, task_type=job.task_type, base_model=job.base_model,
+                       model_path=model_path, train_examples=train, eval_examples=test,
+                       hyper_parameters=job.hyper_parameters, labels=labels, multi_label=multi,
+                       base_model_path=base_path)
+        events = DbEvents(engine=engine, store=store, job=job, workdir=workdir,
+                          parent_pid=parent)
+        summary = run_job(spec, workdir=workdir / "run", events=events,
+                          resume_from=resume_from, next_number=next_number)
+        if summary.get("stopped"):
+            record(engine, job_id, status="Cancelled", finished_at=now())
+        else:
+            record(engine, job_id, status="Success", progress=100, finished_at=now())
+        return EXIT_RECORDED
+    except (JobFailure, TrainingError, ModelUnavailable) as exc:
+        record(engine, job_id, status="Failed", error=str(exc), finished_at=now())
+        return EXIT_RECORDED
+    except MemoryError:
+        record(engine, job_id, status="Failed", finished_at=now(),
+               error="out of memory: try a smaller batch size or max_seq_length, or LoRA")
+        return EXIT_RECORDED
+    except Exception as exc:  # noqa: BLE001 - recorded, with the traceback in the log
+        traceback.print_exc()
+        record(engine, job_id, status="Failed", finished_at=now(),
+               error=f"internal error: {type(exc).__name__}: {exc}")
+        return EXIT_RECORDED
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        engine.dispose()
+
+
+def _remove_unrecorded(store: ArtifactStore, job: TrainingJob, next_number: int) -> None:
+    base = job_prefix(job) + "checkpoints/"
+    for key in store.list(base):
+        name = key[len(base):].split("/", 1)[0].removesuffix(".tar")
+        if name.isdigit() and int(name) >= next_number:
+            store.delete(key)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

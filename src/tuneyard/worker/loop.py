@@ -1,0 +1,209 @@
+"""The worker: claim a job, run it in a child process, supervise it.
+
+The child runs in its own process group, so cancel, timeout and shutdown end
+it and everything it started, and a crash or OOM in training never takes the
+worker (or the API server hosting an embedded worker) down with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from tuneyard.config import Settings
+from tuneyard.db import engine_for
+from tuneyard.tables import TrainingJob
+from tuneyard.worker.claim import claim_job, heartbeat
+
+log = logging.getLogger("tuneyard.worker")
+
+# The child's exit code when it has already recorded the job's final status.
+EXIT_RECORDED = 3
+MAX_ATTEMPTS = 3
+GRACE_SECONDS = 2.0  # a cancelled child may finish its step before being killed
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM the child's process group, then SIGKILL whatever is left."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class Worker:
+    def __init__(self, settings: Settings, *, name: str | None = None):
+        self.settings = settings
+        self.engine = engine_for(settings.resolved_database_url)
+        self.worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10000}"
+        self.lapse = settings.heartbeat_seconds * 3
+
+    # -- one job ---------------------------------------------------------
+    def _spawn(self, job_id: str, log_path: Path) -> subprocess.Popen:
+        env = dict(os.environ)
+        # The child reads the same configuration as this worker, whatever its source.
+        env.update({
+            "TUNEYARD_HOME": str(self.settings.home),
+            "TUNEYARD_DATABASE_URL": self.settings.resolved_database_url,
+            "TUNEYARD_STORAGE_URL": self.settings.resolved_storage_url,
+        })
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "tuneyard.worker.child", job_id, self.worker_id],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True,
+            )
+
+    def _finish(self, job_id: str, status: str, error: str | None = None) -> None:
+        """Record a final status, unless the child already recorded one."""
+        with Session(self.engine) as session:
+            values = {"status": status, "finished_at": int(time.time()),
+                      "updated_at": int(time.time())}
+            if error:
+                values["error"] = error
+            session.execute(update(TrainingJob).where(
+                TrainingJob.id == job_id, TrainingJob.status == "Running",
+                TrainingJob.worker_id == self.worker_id).values(**values))
+            session.commit()
+
+    def _requeue(self, job_id: str) -> None:
+        with Session(self.engine) as session:
+            session.execute(update(TrainingJob).where(
+                TrainingJob.id == job_id, TrainingJob.worker_id == self.worker_id,
+                TrainingJob.status == "Running").values(status="Pending", worker_id=None,
+                                                        heartbeat_at=None))
+            session.commit()
+
+    def run_job(self, job_id: str, stop: threading.Event) -> None:
+        log_path = self.settings.home / "logs" / f"{job_id}.log"
+        proc = self._spawn(job_id, log_path)
+        log.info("job %s: started child pid %s (log %s)", job_id, proc.pid, log_path)
+        last_beat = 0.0
+        try:
+            while proc.poll() is None:
+                if stop.wait(0.25):
+                    # Shutting down: the job stays Running; once our heartbeat
+                    # lapses another worker resumes it from its latest checkpoint.
+                    _kill_group(proc)
+                    return
+                if time.monotonic() - last_beat < min(1.0, self.settings.heartbeat_seconds):
+                    continue
+                last_beat = time.monotonic()
+                with Session(self.engine) as session:
+                    alive = heartbeat(session=session, job_id=job_id, worker_id=self.worker_id)
+                    job = session.get(TrainingJob, job_id) if alive else None
+                    if job is None:  # deleted, or claimed by someone else
+                        _kill_group(proc, grace=0.5)
+                        return
+                    if job.cancel_requested:
+                        _kill_group(proc)
+                        self._finish(job_id, "Cancelled")
+                        return
+                    limit = (job.hyper_parameters or {}).get("timeout_seconds") or 0
+                    if limit and job.started_at and time.time() - job.started_at > limit:
+                        _kill_group(proc, grace=0.5)
+                        self._finish(job_id, "TimedOut",
+                                     f"the job exceeded timeout_seconds={limit}")
+                        return
+            self._after_exit(job_id, proc.returncode, log_path)
+        finally:
+            _kill_group(proc, grace=0.5)
+
+    def _after_exit(self, job_id: str, code: int, log_path: Path) -> None:
+        if code in (0, EXIT_RECORDED):
+            # The child recorded Success/Failed/Cancelled itself; make sure a
+            # status is final even if it could not.
+            self._finish(job_id, "Failed", "the training process ended without a status")
+            return
+        why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        if code == -signal.SIGKILL:
+            why += " (out of memory?)"
+        with Session(self.engine) as session:
+            job = session.get(TrainingJob, job_id)
+            attempts = job.attempts if job else MAX_ATTEMPTS
+        if attempts < MAX_ATTEMPTS:
+            log.warning("job %s: training process %s; resuming from its latest checkpoint",
+                        job_id, why)
+            self._requeue(job_id)
+        else:
+            self._finish(job_id, "Failed",
+                         f"the training process crashed {attempts} times (last: {why}); "
+                         f"see {log_path}")
+
+    # -- the loop --------------------------------------------------------
+    def sweep(self) -> None:
+        """Jobs cancelled while their worker was gone end as Cancelled."""
+        with Session(self.engine) as session:
+            session.execute(update(TrainingJob).where(
+                TrainingJob.status == "Running", TrainingJob.cancel_requested.is_(True),
+                TrainingJob.heartbeat_at < time.time() - self.lapse,
+            ).values(status="Cancelled", finished_at=int(time.time())))
+            session.commit()
+
+    def run_once(self, stop: threading.Event | None = None) -> str | None:
+        stop = stop or threading.Event()
+        self.sweep()
+        with Session(self.engine) as session:
+            job_id = claim_job(session=session, worker_id=self.worker_id,
+                               lapse_seconds=self.lapse)
+        if job_id:
+            self.run_job(job_id, stop)
+        return job_id
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("worker %s polling for jobs", self.worker_id)
+        while not stop.is_set():
+            try:
+                job_id = self.run_once(stop)
+            except Exception:  # keep the worker alive; the DB may be briefly away
+                log.exception("worker loop error")
+                job_id = None
+            if not job_id:
+                stop.wait(self.settings.worker_poll_seconds)
+
+
+def pending_count(settings: Settings) -> int:
+    with Session(engine_for(settings.resolved_database_url)) as session:
+        return len(list(session.scalars(
+            select(TrainingJob.id).where(TrainingJob.status == "Pending"))))
+
+
+def start_embedded(settings: Settings) -> tuple[threading.Thread, threading.Event]:
+    """A worker thread inside the API server process (`tuneyard serve`)."""
+    stop = threading.Event()
+    thread = threading.Thread(target=Worker(settings).run, args=(stop,),
+                              name="tuneyard-worker", daemon=True)
+    thread.start()
+    return thread, stop
+
+
+def run_worker(settings: Settings) -> None:
+    """`tuneyard worker`: run until SIGINT/SIGTERM."""
+    from tuneyard.db import upgrade
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings.ensure_home()
+    upgrade(settings.resolved_database_url)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    Worker(settings).run(stop)
