@@ -55,6 +55,7 @@ class Worker:
         self.engine = engine_for(settings.resolved_database_url)
         self.worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10000}"
         self.lapse = settings.heartbeat_seconds * 3
+        self.current: subprocess.Popen | None = None  # the running child, if any
 
     # -- one job ---------------------------------------------------------
     def _spawn(self, job_id: str, log_path: Path) -> subprocess.Popen:
@@ -95,7 +96,7 @@ class Worker:
 
     def run_job(self, job_id: str, stop: threading.Event) -> None:
         log_path = self.settings.home / "logs" / f"{job_id}.log"
-        proc = self._spawn(job_id, log_path)
+        proc = self.current = self._spawn(job_id, log_path)
         log.info("job %s: started child pid %s (log %s)", job_id, proc.pid, log_path)
         last_beat = 0.0
         try:
