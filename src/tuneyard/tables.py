@@ -119,6 +119,8 @@ class TrainingJob(Base):
     training_loss: Mapped[list] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Set when early stopping decided training should end: the stop is a Success.
+    early_stopped: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -160,3 +162,33 @@ class Checkpoint(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
 
     job: Mapped[TrainingJob] = relationship(back_populates="checkpoints")
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The job and checkpoint served; checkpoint 0 with no job serves a base model.
+    training_job_id: Mapped[str | None] = mapped_column(
+        ForeignKey("training_jobs.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    checkpoint: Mapped[int] = mapped_column(Integer)
+    base_model: Mapped[str] = mapped_column(String(300))
+    task_type: Mapped[str] = mapped_column(String(40))
+    server_type: Mapped[str] = mapped_column(String(20), default="on-demand")
+    inactive_timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="Pending", index=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Where its model server listens while loaded (None when unloaded).
+    server_url: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    server_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    loaded: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_request_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)

@@ -1,6 +1,7 @@
 """Alembic environment: runs migrations against the URL the caller configured."""
 
 from alembic import context
+
 from tuneyard.db import make_engine
 from tuneyard.tables import Base
 

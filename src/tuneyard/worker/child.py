@@ -129,7 +129,8 @@ class DbEvents:
         self._last_poll = time.monotonic()
         with Session(self.engine) as session:
             job = session.get(TrainingJob, self.job.id)
-            self._stop = job is None or job.cancel_requested or job.status != "Running"
+            self._stop = (job is None or job.cancel_requested or job.early_stopped
+                          or job.status != "Running")
         return self._stop
 
 
@@ -245,9 +246,11 @@ def main(job_id: str, worker_id: str) -> int:
                           parent_pid=parent)
         summary = run_job(spec, workdir=workdir / "run", events=events,
                           resume_from=resume_from, next_number=next_number)
-        if summary.get("stopped"):
+        with Session(engine) as session:
+            early = bool(getattr(session.get(TrainingJob, job_id), "early_stopped", False))
+        if summary.get("stopped") and not early:
             record(engine, job_id, status="Cancelled", finished_at=now())
-        else:
+        else:  # finished, or stopped early because the metric stopped improving
             record(engine, job_id, status="Success", progress=100, finished_at=now())
         return EXIT_RECORDED
     except (JobFailure, TrainingError, ModelUnavailable) as exc:
