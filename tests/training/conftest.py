@@ -70,3 +70,42 @@ class RecordingEvents:
 @pytest.fixture
 def events() -> RecordingEvents:
     return RecordingEvents()
+
+
+@pytest.fixture(scope="session")
+def make_events():
+    """The RecordingEvents class, for tests that need several or a stopping one."""
+    return RecordingEvents
+
+
+def letters(i: int) -> dict:
+    """A learnable pattern: three letters, then the next three."""
+    abc = "abcdefghijklmnopqrstuvwxyz"
+    return {
+        "prompt": " ".join(abc[(i + k) % 26] for k in range(3)),
+        "completion": " " + " ".join(abc[(i + 3 + k) % 26] for k in range(3)),
+    }
+
+
+@pytest.fixture(scope="session")
+def letter_data() -> tuple[list[dict], list[dict]]:
+    return [letters(i) for i in range(24)], [letters(i) for i in range(0, 26, 4)]
+
+
+@pytest.fixture(scope="session")
+def job():
+    """Build a JobSpec with resolved hyper-parameters."""
+    from tuneyard.training import JobSpec, resolve_parameters
+
+    def make(model_path, train, evaluation, task_type="text-generation", **params):
+        return JobSpec(
+            job_id="tr-test",
+            task_type=task_type,
+            base_model="tuneyard-tiny-lm",
+            model_path=str(model_path),
+            train_examples=train,
+            eval_examples=evaluation,
+            hyper_parameters=resolve_parameters(params),
+        )
+
+    return make

@@ -96,6 +96,11 @@ def build_tiny_lm(path: Path, *, seed: int = 0, chat: bool = False) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=True,
+        # Larger than Llama's 0.02: with 64 dims behind a final RMSNorm, 0.02
+        # embeddings cap the logits near ±1, so a LoRA adapter (which cannot
+        # grow the frozen tied embeddings) could never get the loss far below
+        # uniform. 0.1 starts near-uniform and leaves LoRA room to learn.
+        initializer_range=0.1,
     )
     # Seed a private generator state so building never disturbs the caller's RNG.
     with torch.random.fork_rng(devices=[]):

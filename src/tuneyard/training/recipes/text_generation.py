@@ -1,0 +1,58 @@
+"""Text generation: causal-LM fine-tuning (full or LoRA) on prompt/completion
+or chat records, with the loss on completion / assistant tokens only."""
+
+from __future__ import annotations
+
+from tuneyard.training.eval_loss import causal_lm_loss
+from tuneyard.training.features import PadCollator, downsample, text_generation_features
+from tuneyard.training.job import JobSpec, TrainingError
+from tuneyard.training.loading import load_for_training, load_tokenizer
+from tuneyard.training.loop import RunContext, fit
+from tuneyard.training.runtime import trainer_arguments
+
+
+def train(spec: JobSpec, ctx: RunContext) -> dict:
+    from transformers import AutoModelForCausalLM, Trainer, set_seed
+
+    params = ctx.params
+    set_seed(params.seed)  # LoRA initialisation is random too
+    tokenizer = load_tokenizer(spec.model_path, base_path=spec.base_model_path)
+    model, is_lora, base_ref = load_for_training(
+        AutoModelForCausalLM, spec.model_path, params, peft_task="CAUSAL_LM",
+        base_path=spec.base_model_path,
+    )
+    model.config.pad_token_id = tokenizer.pad_token_id
+    max_len = params.max_seq_length
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions:
+        max_len = min(max_len, positions)
+
+    train_examples = downsample(spec.train_examples, params.downsample_size, params.seed)
+    train_features = text_generation_features(tokenizer, train_examples, max_len)
+    if not train_features:
+        raise TrainingError(
+            "no training example has a completion (or assistant turn) to learn from "
+            f"within max_seq_length={max_len} tokens"
+        )
+    eval_features = text_generation_features(tokenizer, spec.eval_examples, max_len)
+    collate = PadCollator(tokenizer.pad_token_id, token_labels=True)
+
+    def eval_loss(m):
+        return causal_lm_loss(m, eval_features, collate, params.per_device_eval_batch_size)
+
+    extra = {"is_lora": is_lora, "labels": None, "max_seq_length": max_len}
+    if is_lora:
+        extra["base_model_path"] = base_ref
+    publisher = ctx.publisher(extra=extra, eval_loss=eval_loss)
+    trainer = Trainer(
+        model=model,
+        args=trainer_arguments(params, output_dir=ctx.trainer_dir),
+        train_dataset=train_features,
+        data_collator=collate,
+        processing_class=tokenizer,
+        callbacks=[publisher],
+    )
+    # After Trainer placed the model on its device; a resumed run starts from
+    # weights the Trainer loads later, so its "initial" loss means nothing.
+    initial = eval_loss(trainer.model) if ctx.resume_from is None else None
+    return fit(trainer, publisher, ctx, initial_eval_loss=initial)

@@ -1,0 +1,72 @@
+"""`run_job`: the one entry point the worker's training child calls."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuneyard.training.checkpoint import clean_leftovers
+from tuneyard.training.job import TASK_TYPES, JobSpec, TrainingError, TrainingEvents
+from tuneyard.training.loop import RunContext
+from tuneyard.training.params import ParameterError, parse_parameters
+
+
+def _recipe(task_type: str):
+    if task_type == "text-generation":
+        from tuneyard.training.recipes.text_generation import train
+    elif task_type in ("classification", "regression"):
+        from tuneyard.training.recipes.sequence import train
+    elif task_type == "embedding":
+        from tuneyard.training.recipes.embedding import train
+    else:
+        raise TrainingError(
+            f"unknown task type {task_type!r}; expected one of {', '.join(TASK_TYPES)}"
+        )
+    return train
+
+
+def run_job(
+    spec: JobSpec,
+    *,
+    workdir: Path,
+    events: TrainingEvents,
+    resume_from: Path | None = None,
+    next_number: int = 1,
+) -> dict:
+    """Train `spec` in `workdir`, publishing checkpoints under `workdir/checkpoints`.
+
+    Numbering starts at `next_number`; `resume_from` is a published checkpoint
+    (with `state/`) of this same job to continue from. Returns
+    {steps, max_steps, epochs, final_loss, stopped, stop_reason, checkpoints,
+    initial_eval_loss}. Raises TrainingError with a message for the user.
+    """
+    try:
+        params = parse_parameters(spec.hyper_parameters)
+    except ParameterError as exc:
+        raise TrainingError(f"invalid hyper-parameters: {exc}") from exc
+    train = _recipe(spec.task_type)
+    if not spec.train_examples:
+        raise TrainingError("the training set is empty: nothing to train on")
+    if spec.model_path.startswith(("/", "~")) and not Path(spec.model_path).expanduser().exists():
+        raise TrainingError(
+            f"model '{spec.base_model}' cannot be loaded: {spec.model_path} does not exist"
+        )
+
+    from tuneyard.training.runtime import clear_errors, quiet_libraries
+
+    quiet_libraries()
+    workdir = Path(workdir)
+    ctx = RunContext(
+        job_id=spec.job_id,
+        task_type=spec.task_type,
+        base_model=spec.base_model,
+        hyper_parameters=dict(spec.hyper_parameters),
+        params=params,
+        workdir=workdir,
+        events=events,
+        resume_from=Path(resume_from) if resume_from is not None else None,
+        next_number=next_number,
+    )
+    ctx.checkpoints_root.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(ctx.checkpoints_root)  # a crashed earlier attempt's half-written files
+    with clear_errors(spec.base_model):
+        return train(spec, ctx)
