@@ -136,41 +136,59 @@ def _config_labels(config) -> list[str] | None:
     return [id2label[i] for i in range(len(id2label))] if id2label else None
 
 
-def resolve_labels(model_dir: str, labels: list[str] | None, base: str | None) -> list[str]:
-    """The given labels, else the manifest's, else the checkpoint config's."""
-    if labels:
-        return [str(label) for label in labels]
+def _head_labels(model_dir: str, config) -> list[str] | None:
+    """The labels the checkpoint's head was trained on, in row order, if it has one."""
     manifest = read_manifest(model_dir)
     if manifest.get("labels"):
         return [str(label) for label in manifest["labels"]]
-    from transformers import AutoConfig
+    return _config_labels(config)
 
-    found = _config_labels(AutoConfig.from_pretrained(base or model_dir,
-                                                      local_files_only=hub_offline()))
-    if not found:
-        raise ValueError(f"classification needs labels: none given, and {model_dir} "
-                         "has no trained classification head to read them from")
-    return found
+
+def _choose_labels(model_dir: str, labels: list[str] | None, head: list[str] | None,
+                   *, checkpoint: bool) -> list[str]:
+    if not labels:
+        if not head:
+            raise ValueError(f"classification needs labels: none given, and {model_dir} "
+                             "has no trained classification head to read them from")
+        return head
+    labels = [str(label) for label in labels]
+    if head and set(head) == set(labels):
+        return head  # the head's row order; label names are what the results show
+    if head and checkpoint:
+        raise ValueError(f"checkpoint {model_dir} was trained on labels {head}, "
+                         f"not the requested {labels}")
+    return labels
 
 
 def load_sequence_model(model_dir: str, *, labels: list[str] | None, multi_label: bool,
                         regression: bool, base_model_path: str | None = None):
-    """(model, tokenizer, labels, fresh_head). Regression: one output, labels ["value"]."""
+    """(model, tokenizer, labels, fresh_head). Regression: one output, labels ["value"].
+
+    A tuneyard checkpoint (it has a manifest) whose head does not fit the
+    request is an error, not silently replaced by a fresh head.
+    """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     base = adapter_base(model_dir, base_model_path) if is_adapter(model_dir) else None
     tokenizer = load_tokenizer(model_dir, base)
-    if regression:
-        labels = ["value"]
-    else:
-        labels = resolve_labels(model_dir, labels, base)
     source = base or model_dir
     config = AutoConfig.from_pretrained(source, local_files_only=hub_offline())
+    manifest = read_manifest(model_dir)
+    checkpoint = bool(manifest)
+    if checkpoint and not regression and bool(manifest.get("multi_label")) != multi_label:
+        raise ValueError(f"checkpoint {model_dir} was trained with multi_label="
+                         f"{bool(manifest.get('multi_label'))}, not {multi_label}")
+    if regression:
+        labels, head_labels = ["value"], None
+    else:
+        head_labels = _head_labels(model_dir, config)
+        labels = _choose_labels(model_dir, labels, head_labels, checkpoint=checkpoint)
     wanted = problem_type(regression=regression, multi_label=multi_label)
     own = _config_labels(config)
-    keeps_head = base is None and own is not None and (
-        own == labels if not regression else len(own) == 1
-    ) and config.problem_type in (None, wanted)
+    keeps_head = base is None and own is not None and config.problem_type in (None, wanted) and (
+        own == labels if not regression else len(own) == 1)
+    if checkpoint and base is None and not keeps_head:
+        raise ValueError(f"checkpoint {model_dir} has no trained {wanted} head to evaluate")
     head = {
         "num_labels": len(labels),
         "id2label": dict(enumerate(labels)),
@@ -179,6 +197,7 @@ def load_sequence_model(model_dir: str, *, labels: list[str] | None, multi_label
     }
     # A fresh head's initialisation draws from the global RNG: seed a private
     # copy so the baseline is the same every time and the caller's RNG is untouched.
+    # (A LoRA checkpoint's head is in its adapter and replaces this one.)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(FRESH_HEAD_SEED)
         model = AutoModelForSequenceClassification.from_pretrained(
@@ -187,6 +206,7 @@ def load_sequence_model(model_dir: str, *, labels: list[str] | None, multi_label
     if base is not None:
         model = _attach_adapter(model, model_dir)
     if model.config.pad_token_id is None:
+        # Decoder models pool the last non-pad token: they must know the pad id.
         model.config.pad_token_id = tokenizer.pad_token_id
     return model.to(device()).eval(), tokenizer, labels, not keeps_head and base is None
 
