@@ -126,8 +126,11 @@ class LoadedModel:
 
     # -- task methods: the subclass of the right task overrides its own -------
     def _unsupported(self, what: str, needs: str) -> UnsupportedTask:
+        def a(word: str) -> str:
+            return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+
         return UnsupportedTask(
-            f"this deployment serves a {self.task_type} model; {what} needs a {needs} model"
+            f"this deployment serves {a(self.task_type)} model; {what} needs {a(needs)} model"
         )
 
     def complete(self, prompt: str, **sampling: Any) -> Generation:
