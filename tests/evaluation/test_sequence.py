@@ -219,3 +219,38 @@ def test_regression_checkpoint_keeps_its_head(tmp_path, minilm, home):
     assert float(result.aggregated["mae"]) == pytest.approx(np.mean(np.abs(gold - 0.7)),
                                                             rel=1e-5)
     assert result.aggregated["spearman"] == "nan"  # constant predictions: undefined
+
+
+def test_lora_classifier_checkpoint(tmp_path, minilm, home):
+    """A LoRA adapter (SEQ_CLS: the head travels in the adapter) on its base."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(5)
+    base = AutoModelForSequenceClassification.from_pretrained(
+        minilm, num_labels=2, id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)})
+    config = LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"],
+                        init_lora_weights=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated",
+                                FutureWarning)
+        model = get_peft_model(base, config).eval()
+    with torch.no_grad():  # a head unlike any fresh one
+        model.base_model.model.classifier.modules_to_save["default"].bias.copy_(
+            torch.tensor([0.3, -0.3]))
+    adapter = tmp_path / "adapter"
+    model.save_pretrained(adapter)
+    (adapter / "checkpoint.json").write_text(json.dumps(
+        {"labels": LABELS, "multi_label": False, "base_model_path": str(minilm)}))
+    result = evaluate_checkpoint(model_dir=str(adapter), task_type="classification",
+                                 examples=TEST, home=home)
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    with torch.no_grad():
+        logits = model(**tokenizer([e["text"] for e in TEST], padding=True,
+                                   return_tensors="pt")).logits
+    probs = torch.softmax(logits, -1)
+    for row, p in zip(result.rows, probs.tolist(), strict=True):
+        assert [row["probabilities"][label] for label in LABELS] == pytest.approx(p, abs=1e-5)

@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out: Path = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
+    for name in (RESULTS, DETAILS, AGGREGATED, ERROR):
+        (out / name).unlink(missing_ok=True)  # a rerun never leaves a mix of two runs
     try:
         from tuneyard.evaluation.evaluate import evaluate_checkpoint
 
