@@ -1,0 +1,5 @@
+"""`python -m tuneyard.cli`."""
+
+from tuneyard.cli import app
+
+app()
