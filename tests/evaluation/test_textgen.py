@@ -202,3 +202,36 @@ def test_bad_requests_are_value_errors(tiny_lm, home):
     with pytest.raises(ValueError, match="no test examples"):
         evaluate_checkpoint(model_dir=str(tiny_lm), task_type="text-generation", examples=[],
                             home=Path(home))
+
+
+def test_chat_template_whose_generation_prompt_is_not_a_prefix(tmp_path, tiny_chat, home):
+    """Like templates that open an empty reasoning block only when generating: the
+    reply is scored after the shared prefix, generation starts from the real prompt."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tuneyard.models.builtin import CHAT_TEMPLATE
+
+    model_dir = tmp_path / "odd-template"
+    shutil.copytree(tiny_chat, model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.chat_template = CHAT_TEMPLATE.replace(
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}",
+        "{% if add_generation_prompt %}<|assistant|>think {% endif %}")
+    tokenizer.save_pretrained(model_dir)
+    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "tiny"}]
+    result = evaluate_checkpoint(model_dir=str(model_dir), task_type="text-generation",
+                                 examples=[{"messages": messages}], home=home)
+    row = result.rows[0]
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    context = tokenizer("<|bos|><|user|>hi<|end|><|assistant|>",
+                        add_special_tokens=False)["input_ids"]
+    target = tokenizer("tiny<|end|>", add_special_tokens=False)["input_ids"]
+    loss_sum, tokens, _ = _direct(model, context, target)
+    assert row["num_tokens"] == tokens == 5
+    assert row["loss"] == pytest.approx(loss_sum / tokens, rel=1e-4)
+    prompt = context + tokenizer("think ", add_special_tokens=False)["input_ids"]
+    out = model.generate(input_ids=torch.tensor([prompt]), do_sample=False, max_new_tokens=13)
+    assert row["predicted_output"] == tokenizer.decode(out[0, len(prompt):],
+                                                       skip_special_tokens=True)

@@ -213,14 +213,18 @@ def load_sequence_model(model_dir: str, *, labels: list[str] | None, multi_label
 
 def load_sentence_model(model_dir: str, *, base_model_path: str | None = None,
                         max_seq_length: int | None = None):
-    """A SentenceTransformer (a plain transformers model gets mean pooling)."""
+    """A SentenceTransformer (a plain transformers model gets mean pooling).
+
+    `base_model_path` is accepted for symmetry; embedding training writes full
+    sentence-transformers checkpoints, never adapters.
+    """
     from sentence_transformers import SentenceTransformer
 
-    base = adapter_base(model_dir, base_model_path) if is_adapter(model_dir) else None
-    model = SentenceTransformer(str(base or model_dir), device=str(device()),
+    if is_adapter(model_dir):
+        raise ValueError(f"{model_dir} holds a LoRA adapter; embedding evaluation needs a "
+                         "full sentence-transformers model")
+    model = SentenceTransformer(str(model_dir), device=str(device()),
                                 local_files_only=hub_offline())
-    if base is not None:
-        model.load_adapter(str(model_dir))
     if max_seq_length and (model.max_seq_length is None or model.max_seq_length > max_seq_length):
         model.max_seq_length = max_seq_length
     return model.eval()

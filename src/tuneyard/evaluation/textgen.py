@@ -6,7 +6,9 @@ What is scored is what training teaches (tuneyard.training.features):
   tokenized with the tokenizer's own special tokens (BOS);
 - `{messages}`: the LAST assistant message (its content and the template's
   closing tokens) given the conversation before it rendered with the chat
-  template and the generation prompt; later messages are ignored.
+  template and the generation prompt; later messages are ignored. (For a
+  template whose generation prompt is not a prefix of the finished
+  conversation, the rendered text is split where the reply's content starts.)
 Too long: the prompt loses its beginning, keeping at least half the window
 for the target, as training truncates.
 
@@ -31,9 +33,12 @@ from tuneyard.evaluation.builtin_functions import chrf, exact_match, rouge_l
 @dataclass
 class Encoded:
     prompt_ids: list[int]
+    """The context the target is scored after."""
     target_ids: list[int]
     input_text: str
     expected_text: str
+    generation_prompt_ids: list[int] | None = None
+    """What generation starts from, when it differs from `prompt_ids`."""
 
 
 def _ids(encoded) -> list[int]:
@@ -56,6 +61,27 @@ def _truncate(prompt: list[int], target: list[int], max_len: int) -> tuple[list[
     return (prompt[len(prompt) - keep_prompt:] if keep_prompt else []), target[:keep_target]
 
 
+def _split_chat(tokenizer, messages: list[dict], generation_prompt: list[int]):
+    """(context ids, target ids) of a conversation ending in the assistant turn."""
+    full = _template_ids(tokenizer, messages)
+    if full[:len(generation_prompt)] == generation_prompt:
+        return generation_prompt, full[len(generation_prompt):]
+    # The template renders the generation prompt differently from the same point
+    # of a finished conversation (e.g. an empty reasoning block only while
+    # generating). Split the rendered text where the reply's content starts.
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    content = messages[-1].get("content") or ""
+    at = text.rfind(content) if content else -1
+    if at >= 0:
+        return (_ids(tokenizer(text[:at], add_special_tokens=False)),
+                _ids(tokenizer(text[at:], add_special_tokens=False)))
+    shared = 0  # the content was rewritten too: what follows the shared tokens
+    while shared < min(len(full), len(generation_prompt)) and \
+            full[shared] == generation_prompt[shared]:
+        shared += 1
+    return full[:shared], full[shared:]
+
+
 def encode(tokenizer, example: dict, max_len: int) -> Encoded:
     if "messages" in example:
         messages = example["messages"]
@@ -66,12 +92,8 @@ def encode(tokenizer, example: dict, max_len: int) -> Encoded:
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError("the model's tokenizer has no chat template, so chat (messages) "
                              "examples cannot be evaluated")
-        prompt = _template_ids(tokenizer, messages[:last], add_generation_prompt=True)
-        full = _template_ids(tokenizer, messages[:last + 1])
-        if full[:len(prompt)] != prompt:
-            raise ValueError("the chat template does not render a conversation as its "
-                             "prefix plus the next message; cannot isolate the assistant turn")
-        target = full[len(prompt):]
+        generation_prompt = _template_ids(tokenizer, messages[:last], add_generation_prompt=True)
+        prompt, target = _split_chat(tokenizer, messages[:last + 1], generation_prompt)
         input_text, expected = transcript(messages[:last]), messages[last]["content"]
     else:
         prompt = _ids(tokenizer(example["prompt"]))
@@ -79,8 +101,15 @@ def encode(tokenizer, example: dict, max_len: int) -> Encoded:
         if tokenizer.eos_token_id is not None:
             target.append(tokenizer.eos_token_id)
         input_text, expected = example["prompt"], example["completion"]
-    prompt, target = _truncate(prompt, target, max_len)
-    return Encoded(prompt, target, input_text, expected)
+        generation_prompt = None
+    kept_prompt, target = _truncate(prompt, target, max_len)
+    if generation_prompt is not None and generation_prompt != prompt:
+        # Cut by as many tokens as the scored context lost.
+        cut = len(prompt) - len(kept_prompt)
+        generation_prompt = generation_prompt[cut:]
+    else:
+        generation_prompt = None
+    return Encoded(kept_prompt, target, input_text, expected, generation_prompt)
 
 
 def _batches(order: list[int], size: int):
@@ -108,15 +137,20 @@ def score(model, items: list[Encoded], *, batch_size: int, pad_id: int) -> list[
             # The first token has no prediction; a target at position 0 (empty prompt) is skipped.
             target[row, max(1, len(items[i].prompt_ids)):len(seq)] = True
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        predicted_from = logits[:, :-1].float()
-        labels = ids[:, 1:].to(device)
         chosen = target[:, 1:].to(device)
-        losses = F.cross_entropy(predicted_from.transpose(1, 2), labels, reduction="none")
-        correct = predicted_from.argmax(-1) == labels
+        # Only the target positions, upcast: [tokens, vocab] rather than the whole
+        # padded batch in fp32 (a large vocabulary makes that gigabytes).
+        predicting = logits[:, :-1][chosen].float()
+        labels = ids[:, 1:].to(device)[chosen]
+        losses = F.cross_entropy(predicting, labels, reduction="none").cpu()
+        correct = (predicting.argmax(-1) == labels).cpu()
+        counts = chosen.sum(dim=1).tolist()
+        offset = 0
         for row, i in enumerate(batch):
-            keep = chosen[row]
-            results[i] = (float(losses[row][keep].sum()), int(keep.sum()),
-                          int(correct[row][keep].sum()))
+            n = counts[row]  # boolean indexing is row-major: each row's tokens are contiguous
+            results[i] = (float(losses[offset:offset + n].sum()), n,
+                          int(correct[offset:offset + n].sum()))
+            offset += n
     return results
 
 
@@ -138,9 +172,10 @@ def generate(model, tokenizer, items: list[Encoded], *, batch_size: int, max_len
     pad_id = tokenizer.pad_token_id
     limit = getattr(model.config, "max_position_embeddings", None) or 10**9
     texts: list[str] = [""] * len(items)
-    order = sorted(range(len(items)), key=lambda i: len(items[i].prompt_ids))
+    prompts_of = [item.generation_prompt_ids or item.prompt_ids or [pad_id] for item in items]
+    order = sorted(range(len(items)), key=lambda i: len(prompts_of[i]))
     for batch in _batches(order, batch_size):
-        prompts = [items[i].prompt_ids or [pad_id] for i in batch]
+        prompts = [prompts_of[i] for i in batch]
         width = max(len(p) for p in prompts)
         wanted = max(_new_tokens(len(items[i].target_ids)) for i in batch)
         new_tokens = max(1, min(wanted, limit - width, max_len))
