@@ -16,6 +16,7 @@ name) wins. Each clash is logged.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -78,10 +79,17 @@ def _pip_name(module: str, distributions: dict[str, list[str]]) -> str | None:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _dependencies(tree: ast.Module) -> list[str]:
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    # Scanning every installed distribution takes a while; the API server lists
+    # test functions per request, and what is installed does not change under it.
     import importlib.metadata
 
-    distributions = importlib.metadata.packages_distributions()
+    return importlib.metadata.packages_distributions()
+
+
+def _dependencies(tree: ast.Module) -> list[str]:
+    distributions = _distributions()
     modules = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -7,6 +7,7 @@ the model's labels). A gold label the model does not know cannot be predicted:
 it counts as an error in the metrics and its example's loss is None.
 Labels travel in rows as comma-separated text (", "), the form the
 `classification_match` test function reads; they must not contain commas.
+Rows also carry `probabilities` {label: p} (the 50 most likely beyond 50 labels).
 
 Regression: the head's single output is the prediction; loss = squared error.
 Embedding: cosine of the two texts' embeddings against the gold score;
@@ -21,6 +22,9 @@ import torch
 from tuneyard.evaluation import metrics
 
 THRESHOLD = 0.5
+# Rows carry every label's probability up to this many labels, else the top ones
+# only: a thousand-label task must not make the results file a thousand times larger.
+MAX_PROBABILITIES = 50
 
 
 @torch.no_grad()
@@ -54,6 +58,11 @@ def _bce(logits: np.ndarray, targets: np.ndarray) -> float:
     # log(1 + e^x) - x*t, written to stay finite for large |x|.
     terms = np.maximum(logits, 0) - logits * targets + np.log1p(np.exp(-np.abs(logits)))
     return float(np.mean(terms))
+
+
+def _probabilities(probs: np.ndarray, labels: list[str]) -> dict[str, float]:
+    order = np.argsort(-probs, kind="stable")[:MAX_PROBABILITIES]
+    return {labels[j]: float(probs[j]) for j in sorted(order.tolist())}
 
 
 def classification_results(*, examples: list[dict], logits: np.ndarray, labels: list[str],
@@ -92,7 +101,7 @@ def classification_results(*, examples: list[dict], logits: np.ndarray, labels: 
             "loss": loss,
             "score": None,
             "correct": set(gold) == set(predicted),
-            "probabilities": {label: float(probs[j]) for j, label in enumerate(labels)},
+            "probabilities": _probabilities(probs, labels),
         })
     values = {"loss": metrics.mean(losses),
               **metrics.classification_metrics(expected_sets, predicted_sets, all_labels,
