@@ -109,3 +109,15 @@ def job():
         )
 
     return make
+
+
+POSITIVE = ["great film", "loved it", "wonderful acting", "a delight", "brilliant story",
+            "superb and moving", "fantastic film", "really enjoyable"]
+NEGATIVE = ["awful film", "hated it", "terrible acting", "a bore", "dull story",
+            "weak and tedious", "boring film", "really bad"]
+
+
+@pytest.fixture(scope="session")
+def sentiment() -> list[tuple[str, bool]]:
+    """(text, is_positive) pairs: easy for MiniLM to separate in a few steps."""
+    return [(t, True) for t in POSITIVE] + [(t, False) for t in NEGATIVE]

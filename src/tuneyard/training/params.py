@@ -60,8 +60,8 @@ class TrainingParameters:
     """Fraction of the total steps used for warmup when warmup_steps is 0."""
     lr_scheduler_type: str = _p("linear", choices=LR_SCHEDULERS)
     """How the learning rate changes over training."""
-    optim: str = _p("adamw_torch", choices=OPTIMIZERS)
-    """The optimizer."""
+    optim: str = _p("adamw_torch_fused", choices=OPTIMIZERS)
+    """The optimizer (transformers' default: fused AdamW, several times faster on CPU too)."""
     logging_steps: int = _p(10, ge=1)
     """Report the training loss every this many optimizer steps."""
     seed: int = _p(42, ge=0)
