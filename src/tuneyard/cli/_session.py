@@ -7,7 +7,6 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -30,7 +29,7 @@ class Group(TyperGroup):
     own try/except and none can leak a traceback for a user error.
     """
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         from tuneyard.client.errors import (
             TuneyardAPIError,
             TuneyardClientError,

@@ -52,6 +52,8 @@ def deployments_create(
     project: str = ProjectOption, as_json: bool = JsonOption, quiet: bool = QuietOption,
 ) -> None:
     """Deploy a checkpoint."""
+    if not checkpoint.isdigit() and checkpoint not in ("best", "latest"):
+        fail(f"--checkpoint must be a number, `best` or `latest`, got {checkpoint!r}")
     pid = project_id(project)
     api = client()
     number = _checkpoint_number(api, pid, job, checkpoint)
@@ -75,8 +77,6 @@ def deployments_create(
 def _checkpoint_number(api, pid: str, job: str, wanted: str) -> int:
     if wanted.isdigit():
         return int(wanted)
-    if wanted not in ("best", "latest"):
-        fail(f"--checkpoint must be a number, `best` or `latest`, got {wanted!r}")
     checkpoints = api.jobs.checkpoints(pid, job)
     if not checkpoints:
         fail(f"job {job} has no checkpoints yet")
