@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from tuneyard import __version__
 from tuneyard.api.errors import install_error_handlers
-from tuneyard.api.routes import datasets, files, health, jobs, models, projects
+from tuneyard.api.routes import datasets, files, health, jobs, models, projects, test_functions
 from tuneyard.config import Settings, get_settings
 from tuneyard.db import engine_for, session_scope, upgrade
 from tuneyard.services.keys import bootstrap_keys
@@ -65,6 +65,6 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
     app.state.engine = engine
     app.state.store = store
     install_error_handlers(app)
-    for module in (health, models, projects, datasets, jobs, files):
+    for module in (health, models, projects, datasets, jobs, test_functions, files):
         app.include_router(module.router)
     return app

@@ -18,6 +18,7 @@ from tuneyard.data import TASK_TYPES, normalize_split_ratio, task_fit_error
 from tuneyard.errors import InvalidInput, NotFound
 from tuneyard.ids import new_id
 from tuneyard.services.projects import project_prefix
+from tuneyard.services.retention import DEFAULT_METRIC
 from tuneyard.storage import ArtifactStore
 from tuneyard.tables import Checkpoint, Dataset, Project, TrainingJob, User
 from tuneyard.training.params import ParameterError, resolve_parameters
@@ -124,6 +125,9 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
         params = resolve_parameters(body.parameters or {}, template=template)
     except ParameterError as exc:
         raise InvalidInput(f"parameters: {exc}") from None
+    if "metric_for_best_model" not in (body.parameters or {}) and \
+            "metric_for_best_model" not in template:
+        params["metric_for_best_model"] = DEFAULT_METRIC[task_type]
     split = None
     if test is None:
         try:

@@ -25,7 +25,8 @@ def job_summaries(session: Session, project: Project) -> list[TrainingJobSummary
     return [TrainingJobSummary.model_validate(j) for j in jobs]
 
 
-def job_detail(session: Session, job: TrainingJob) -> TrainingJobDetail:
+def job_detail(session: Session, job: TrainingJob,
+               settings: Settings | None = None) -> TrainingJobDetail:
     def dataset(dataset_id: str | None) -> DatasetSummary | None:
         row = session.get(Dataset, dataset_id) if dataset_id else None
         return DatasetSummary.model_validate(row) if row else None
@@ -50,11 +51,33 @@ def job_detail(session: Session, job: TrainingJob) -> TrainingJobDetail:
         "split": job.split,
         "error": job.error,
         "best_checkpoint": job.best_checkpoint,
-        "baseline_test_results": job.baseline_test_results,
+        "baseline_test_results": baseline_view(settings, job) if settings else None,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "attempts": job.attempts,
     })
+
+
+def test_results_view(settings: Settings, document: dict | None,
+                      filename: str) -> TestResults | None:
+    """Stored results → the contract's `test_results` (a signed URL + string metrics)."""
+    if not document or "aggregated_test_result" not in document:
+        return None
+    key = document.get("general_test_result_key")
+    return TestResults(
+        general_test_result=download_url(settings, key=key, filename=filename) if key else None,
+        aggregated_test_result={k: str(v) for k, v in
+                                (document.get("aggregated_test_result") or {}).items()},
+    )
+
+
+def baseline_view(settings: Settings, job: TrainingJob) -> dict | None:
+    document = job.baseline_test_results
+    if not document:
+        return None
+    view = test_results_view(settings, document, f"{job.id}-baseline-results.jsonl")
+    return {**(view.model_dump() if view else {}), "status": document.get("status"),
+            "error": document.get("error")}
 
 
 def checkpoint_view(settings: Settings, job: TrainingJob, row: Checkpoint) -> TrainingJobCheckpoint:
@@ -62,16 +85,8 @@ def checkpoint_view(settings: Settings, job: TrainingJob, row: Checkpoint) -> Tr
     if row.archive_key and not row.pruned:
         url = download_url(settings, key=row.archive_key, sha256=row.archive_sha256,
                            filename=f"{job.id}-checkpoint-{row.number}.tar")
-    results = None
-    if row.test_results:
-        key = row.test_results.get("general_test_result_key")
-        results = TestResults(
-            general_test_result=download_url(
-                settings, key=key, filename=f"{job.id}-checkpoint-{row.number}-results.jsonl",
-            ) if key else None,
-            aggregated_test_result={k: str(v) for k, v in
-                                    (row.test_results.get("aggregated_test_result") or {}).items()},
-        )
+    results = test_results_view(settings, row.test_results,
+                                f"{job.id}-checkpoint-{row.number}-results.jsonl")
     return TrainingJobCheckpoint(
         checkpoint=row.number, model_download_url=url, test_results=results,
         created_at=row.created_at, updated_at=row.updated_at, step=row.step, epoch=row.epoch,

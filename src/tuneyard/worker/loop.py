@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from tuneyard.config import Settings
 from tuneyard.db import engine_for
-from tuneyard.tables import TrainingJob
+from tuneyard.tables import Checkpoint, TrainingJob
 from tuneyard.worker.claim import claim_job, heartbeat
 
 log = logging.getLogger("tuneyard.worker")
@@ -94,27 +94,81 @@ class Worker:
                                                         heartbeat_at=None))
             session.commit()
 
+    def _spawn_evaluation(self, job_id: str, target: str) -> subprocess.Popen:
+        log_path = self.settings.home / "logs" / f"{job_id}.eval.log"
+        env = dict(os.environ, TUNEYARD_HOME=str(self.settings.home),
+                   TUNEYARD_DATABASE_URL=self.settings.resolved_database_url,
+                   TUNEYARD_STORAGE_URL=self.settings.resolved_storage_url)
+        if (os.cpu_count() or 1) <= 4:
+            # On a small CPU machine, evaluation beside training would otherwise
+            # oversubscribe the cores and slow training down more than needed.
+            env.setdefault("OMP_NUM_THREADS", "1")
+        with open(log_path, "ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "tuneyard.worker.evaluate", job_id, target],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                start_new_session=True,
+            )
+
+    def _next_evaluation(self, job_id: str, baseline_done: bool) -> str | None:
+        """The baseline first, then checkpoints in order, each evaluated once."""
+        with Session(self.engine) as session:
+            job = session.get(TrainingJob, job_id)
+            if job is None:
+                return None
+            if not baseline_done and job.baseline_test_results is None:
+                return "baseline"
+            number = session.scalar(
+                select(Checkpoint.number).where(Checkpoint.job_id == job_id,
+                                                Checkpoint.test_status == "pending",
+                                                Checkpoint.pruned.is_(False))
+                .order_by(Checkpoint.number).limit(1))
+            return None if number is None else str(number)
+
     def run_job(self, job_id: str, stop: threading.Event) -> None:
         log_path = self.settings.home / "logs" / f"{job_id}.log"
+        with Session(self.engine) as session:
+            # An evaluation cut short by a crash starts over.
+            session.execute(update(Checkpoint).where(
+                Checkpoint.job_id == job_id, Checkpoint.test_status == "running")
+                .values(test_status="pending"))
+            session.commit()
         proc = self.current = self._spawn(job_id, log_path)
         log.info("job %s: started child pid %s (log %s)", job_id, proc.pid, log_path)
+        evaluation: subprocess.Popen | None = None
+        baseline_started = False
         last_beat = 0.0
         try:
-            while proc.poll() is None:
+            while True:
+                # Evaluations run beside training, one at a time, and drain after it.
+                if evaluation is not None and evaluation.poll() is not None:
+                    evaluation = None
+                if evaluation is None:
+                    target = self._next_evaluation(job_id, baseline_started)
+                    if target == "baseline":
+                        baseline_started = True
+                    if target is not None:
+                        evaluation = self._spawn_evaluation(job_id, target)
+                if proc.poll() is not None and evaluation is None:
+                    break
                 if stop.wait(0.25):
                     # Shutting down: the job stays Running; once our heartbeat
                     # lapses another worker resumes it from its latest checkpoint.
                     _kill_group(proc)
                     return
+                if proc.poll() is not None:
+                    continue  # training ended; only evaluations are left
                 if time.monotonic() - last_beat < min(1.0, self.settings.heartbeat_seconds):
                     continue
                 last_beat = time.monotonic()
                 with Session(self.engine) as session:
                     alive = heartbeat(session=session, job_id=job_id, worker_id=self.worker_id)
-                    job = session.get(TrainingJob, job_id) if alive else None
-                    if job is None:  # deleted, or claimed by someone else
-                        _kill_group(proc, grace=0.5)
+                    job = session.get(TrainingJob, job_id)
+                    if job is None or job.worker_id != self.worker_id:
+                        _kill_group(proc, grace=0.5)  # deleted, or claimed by someone else
                         return
+                    if not alive:
+                        continue  # the child recorded a final status and is exiting
                     if job.cancel_requested:
                         _kill_group(proc)
                         self._finish(job_id, "Cancelled")
@@ -128,6 +182,8 @@ class Worker:
             self._after_exit(job_id, proc.returncode, log_path)
         finally:
             _kill_group(proc, grace=0.5)
+            if evaluation is not None:
+                _kill_group(evaluation, grace=0.5)
 
     def _after_exit(self, job_id: str, code: int, log_path: Path) -> None:
         if code in (0, EXIT_RECORDED):

@@ -36,10 +36,10 @@ def list_training_jobs(project_id: str, session: SessionDep,
 
 @router.get(BASE + "/{training_job_id}", response_model=TrainingJobDetail)
 def get_training_job(project_id: str, training_job_id: str, session: SessionDep,
-                     user: CurrentUser) -> TrainingJobDetail:
+                     settings: SettingsDep, user: CurrentUser) -> TrainingJobDetail:
     project = get_project(session=session, owner=user, project_id=project_id)
     job = job_service.get_job(session=session, project=project, job_id=training_job_id)
-    return job_detail(session, job)
+    return job_detail(session, job, settings)
 
 
 @router.post(BASE + "/{training_job_id}/cancel", status_code=204, response_class=Response)
