@@ -137,3 +137,14 @@ def test_logout_forgets_the_key(logged_in):
     logged_in.ok("logout")
     assert "api_key" not in json.loads(logged_in.config_file.read_text())
     assert "tuneyard login" in logged_in.fails("projects", "list").err
+
+
+def test_test_functions(logged_in):
+    listed = logged_in("test-functions", "list", "--json")
+    if "Not Found (HTTP 404)" in listed.err:
+        pytest.skip("the server has no test-function routes yet")
+    functions = listed.json()
+    name = functions[0]["name"]
+    assert name in logged_in.ok("test-functions", "list").out
+    assert "def " in logged_in.ok("test-functions", "show", name).out
+    assert "not found" in logged_in.fails("test-functions", "show", "no_such_fn").err

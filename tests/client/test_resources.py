@@ -16,7 +16,7 @@ from tuneyard.client import (
     TuneyardConnectionError,
 )
 
-from .conftest import ROWS, write_jsonl
+from .conftest import ROWS, require_route, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -136,3 +136,12 @@ def test_unknown_dataset_download_is_404(api, project, tmp_path):
         api.datasets.download(project.id, "ds-nope", tmp_path / "x")
     assert caught.value.status == 404
     assert not list(Path(tmp_path).iterdir())
+
+
+def test_test_functions(api):
+    functions = require_route(api.test_functions.list)
+    assert functions and all(f.name and f.content for f in functions)
+    first = api.test_functions.get(functions[0].name)
+    assert first.content == functions[0].content
+    with pytest.raises(TuneyardAPIError, match="not found"):
+        api.test_functions.get("no_such_function")

@@ -30,6 +30,8 @@ class Group(TyperGroup):
     """
 
     def invoke(self, ctx: typer.Context) -> Any:
+        from pydantic import ValidationError
+
         from tuneyard.client.errors import (
             TuneyardAPIError,
             TuneyardClientError,
@@ -48,6 +50,11 @@ class Group(TyperGroup):
                  "(`tuneyard login --url`, or TUNEYARD_URL)?")
         except TuneyardClientError as exc:
             fail(str(exc))
+        except ValidationError as exc:  # a server answering in a shape we do not know
+            first = exc.errors()[0] if exc.errors() else {}
+            where = ".".join(str(p) for p in first.get("loc", ()))
+            fail(f"unexpected response from the server ({exc.title}: {where} "
+                 f"{first.get('msg', '')}); is it a tuneyard server of this version?")
         except BrokenPipeError:
             # The reader went away (`tuneyard ... | head`): not an error to report.
             # Point stdout at /dev/null so the interpreter's final flush is quiet.

@@ -45,9 +45,9 @@ def test_functions_list(as_json: bool = JsonOption) -> None:
     """List the test functions a job can use (`jobs create --test-function NAME`)."""
     functions = client().test_functions.list()
     emit(functions, as_json=as_json, render=lambda: out.print(table(
-        "name", "dependencies", "summary",
-        rows=[(f.name, ", ".join(f.dependencies), _first_doc_line(f.content))
-              for f in functions])))
+        "name", "source", "dependencies", "summary",
+        rows=[(f.name, {True: "builtin", False: "admin"}.get(f.builtin, ""),
+               ", ".join(f.dependencies), _first_doc_line(f.content)) for f in functions])))
 
 
 @test_functions_app.command("show")

@@ -76,7 +76,8 @@ class DownloadResult:
     verified: bool
     """True when the sha256 was checked against the server's (or the caller's)."""
     resumed_from: int = 0
-    """Bytes already on disk (a `.part` file) when the download started; 0 if fresh."""
+    """Bytes that were already on disk (the `.part` file) when the attempt that
+    finished began, and so were not fetched again; 0 for a download from scratch."""
 
 
 class _Restart(Exception):
@@ -113,15 +114,13 @@ def download(http: Http, url: str, dest: str | os.PathLike, *, sha256: str | Non
     if sha256 and dest.is_file() and file_sha256(dest) == sha256:
         return DownloadResult(dest, dest.stat().st_size, sha256, verified=True)
     part = part_path(dest)
-    resumed_from = part.stat().st_size if part.exists() else 0
     failures = 0
     while True:
         try:
-            digest, size, announced = _fetch(http, url, part, progress)
+            digest, size, announced, started_at = _fetch(http, url, part, progress)
             break
         except _Restart:
             part.unlink(missing_ok=True)
-            resumed_from = 0
         except TuneyardConnectionError:
             failures += 1
             if failures > retries:
@@ -132,12 +131,15 @@ def download(http: Http, url: str, dest: str | os.PathLike, *, sha256: str | Non
         part.unlink(missing_ok=True)
         raise ChecksumMismatch(str(dest), expected, digest)
     os.replace(part, dest)
-    return DownloadResult(dest, size, digest, verified=bool(expected), resumed_from=resumed_from)
+    return DownloadResult(dest, size, digest, verified=bool(expected), resumed_from=started_at)
 
 
 def _fetch(http: Http, url: str, part: Path,
-           progress: Progress | None) -> tuple[str, int, str | None]:
-    """One attempt: continue `part` to the end; return (sha256, size, server's sha256)."""
+           progress: Progress | None) -> tuple[str, int, str | None, int]:
+    """One attempt: continue `part` to the end.
+
+    Returns (sha256, size, the server's sha256, bytes that were already on disk).
+    """
     offset = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     with http.stream("GET", url, headers=headers, ok_statuses=(416,)) as response:
@@ -147,7 +149,7 @@ def _fetch(http: Http, url: str, part: Path,
             # (the previous attempt died between the last byte and the rename).
             match = _UNSATISFIED_RANGE.fullmatch(response.headers.get("content-range", ""))
             if match and int(match.group(1)) == offset:
-                return file_sha256(part), offset, announced
+                return file_sha256(part), offset, announced, offset
             raise _Restart
         digest = hashlib.sha256()
         if response.status_code == 206:
@@ -182,7 +184,7 @@ def _fetch(http: Http, url: str, part: Path,
             os.fsync(out.fileno())
     if total is not None and done != total:
         raise TuneyardConnectionError(f"download ended after {done} of {total} bytes")
-    return digest.hexdigest(), done, announced
+    return digest.hexdigest(), done, announced, offset
 
 
 def extract_tar(archive: str | os.PathLike, target: str | os.PathLike) -> Path:

@@ -164,6 +164,7 @@ class TestFunction(Record):
     name: str
     content: str = ""
     dependencies: list[str] = Field(default_factory=list)
+    builtin: bool | None = None
 
 
 class Completion(Record):
