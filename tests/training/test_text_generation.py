@@ -14,6 +14,7 @@ pytestmark = [
 ]
 
 FULL = {"num_train_epochs": 4, "learning_rate": 0.003, "per_device_train_batch_size": 8,
+        "per_device_eval_batch_size": 3,  # several padded eval batches
         "logging_steps": 1}
 LORA = {**FULL, "use_lora": True, "learning_rate": 0.02, "lora_r": 8, "lora_alpha": 16}
 

@@ -50,7 +50,14 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
         extra={"is_lora": False, "labels": None, "max_seq_length": model.max_seq_length},
         eval_loss=eval_loss,
     )
-    trainer = SentenceTransformerTrainer(
+    class Trainer(SentenceTransformerTrainer):
+        def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+            # No model card: writing README.md encodes sample inputs at every
+            # save (seconds per checkpoint) for a file no checkpoint needs.
+            # The module layout and tokenizer are saved as usual.
+            self.model.save_pretrained(output_dir or self.args.output_dir, create_model_card=False)
+
+    trainer = Trainer(
         model=model,
         args=trainer_arguments(params, output_dir=ctx.trainer_dir,
                                args_class=SentenceTransformerTrainingArguments),
