@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
-
 from tests.serving.conftest import LABELS, MULTI_LABELS, TEXTS
+
 from tuneyard.serving.errors import InvalidRequest, ModelLoadError, UnsupportedTask
 from tuneyard.serving.loaded import load_for_serving
 from tuneyard.serving.openai_format import (

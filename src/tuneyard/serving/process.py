@@ -120,14 +120,41 @@ def log_tail(handle: ModelServerHandle, max_bytes: int = 4000) -> str:
         return ""
 
 
-def _group_alive(pid: int) -> bool:
+def _group_alive(pgid: int) -> bool:
+    """Whether the process group has a member that is not a zombie."""
     try:
-        os.killpg(pid, 0)
+        os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, someone else's (a reused pid): not ours to stop
         return False
-    return True
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    # killpg counts zombies too, and a zombie waits for a parent that may not
+    # be us (a handle rebuilt from the DB): on Linux, look at each member. A
+    # leader shows "Z" as soon as its main thread exits, while its other
+    # threads are still being torn down: it is dead only once they are gone.
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            if fields[0] != "Z" or len(os.listdir(entry / "task")) > 1:
+                return True
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return False
+
+
+def _reap(pid: int) -> None:
+    """Collect our child's exit status, if it is our child and has exited."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def is_running(handle: ModelServerHandle) -> bool:
@@ -174,9 +201,15 @@ def stop_model_server(handle: ModelServerHandle, *, grace: float = 10.0) -> None
     Returns once the group is gone. Safe to call on a server already stopped.
     """
     def gone() -> bool:
+        if _group_alive(handle.pid):
+            return False
+        # Only zombies left (or nothing): collect our child's exit status, so
+        # that no zombie outlives the call.
         if handle.process is not None:
-            handle.process.poll()  # reap our child, or its zombie keeps the group alive
-        return not _group_alive(handle.pid)
+            handle.process.poll()
+        else:
+            _reap(handle.pid)
+        return True
 
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
         if gone():

@@ -217,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     log.info("loaded in %.1fs on %s", model.load_seconds, model.device)
 
     app = create_app(model, max_new_tokens_limit=args.max_new_tokens_limit)
+    # On SIGTERM, requests in flight get 3 s to finish; stop_model_server's
+    # SIGKILL comes later still.
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",
-                            timeout_graceful_shutdown=5, access_log=False)
+                            timeout_graceful_shutdown=3, access_log=False)
     server = uvicorn.Server(config)
     if args.fd is not None:
         sock = socket.socket(fileno=args.fd)
