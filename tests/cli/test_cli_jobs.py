@@ -33,14 +33,13 @@ def user(server, tmp_path_factory):
 
 def test_train_watch_list_download(user):
     cli, dataset = user, user.dataset
-    job = cli.ok("jobs", "create", "-d", dataset, "-m", "tuneyard-tiny-lm", "--epochs", "1",
-                 "-P", "max_seq_length=32", "--name", "cli-job", "-q").out.strip()
+    created = cli.ok("jobs", "create", "-d", dataset, "-m", "tuneyard-tiny-lm", "--epochs", "1",
+                     "-P", "max_seq_length=32", "--name", "cli-job", "-q", "--watch",
+                     "--eval-wait", "0", timeout=240)
+    job = created.out.strip()  # with -q, stdout is only the id; the watch goes to stderr
     assert job.startswith("tr-")
-
-    watched = cli.ok("jobs", "watch", job, "--interval", "0.5", "--eval-wait", "0",
-                     timeout=240)
-    assert f"{job} Success 100%" in watched.out  # one line per change, off a terminal
-    assert "best checkpoint: " in watched.out
+    assert f"{job} Success 100%" in created.err  # one line per change, off a terminal
+    assert "best checkpoint: " in created.err
 
     assert job in cli.ok("jobs", "list").out
     listed = cli.ok("jobs", "list", "--json").json()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
@@ -48,11 +48,14 @@ def _summary(job: TrainingJob, checkpoints: list[Checkpoint]) -> str:
 
 
 def watch_job(api: TuneyardClient, project_id: str, job_id: str, *, interval: float = 2.0,
-              eval_wait_s: float = EVAL_WAIT_S) -> TrainingJob:
-    """Follow the job; return it once it ended and its checkpoints are evaluated."""
+              eval_wait_s: float = EVAL_WAIT_S, console: Console = out) -> TrainingJob:
+    """Follow the job; return it once it ended and its checkpoints are evaluated.
+
+    `console` is stdout's by default; stderr's when stdout carries `--json`/`-q` output.
+    """
     finished_at: float | None = None
-    live = Live(console=out, refresh_per_second=4, transient=False) \
-        if out.is_terminal else None
+    live = Live(console=console, refresh_per_second=4, transient=False) \
+        if console.is_terminal else None
     last_line = None
     if live is not None:
         live.start()
@@ -65,7 +68,7 @@ def watch_job(api: TuneyardClient, project_id: str, job_id: str, *, interval: fl
             else:
                 line = _summary(job, checkpoints)
                 if line != last_line:
-                    print(line, flush=True)
+                    console.print(line, markup=False)
                     last_line = line
             if job.finished:
                 finished_at = finished_at or time.monotonic()
@@ -78,11 +81,11 @@ def watch_job(api: TuneyardClient, project_id: str, job_id: str, *, interval: fl
         if live is not None:
             live.stop()
     if live is None:
-        out.print(checkpoint_table(job, checkpoints))
+        console.print(checkpoint_table(job, checkpoints))
     if job.status == "Success" and not all(c.evaluated for c in checkpoints):
         note(f"some test results are still pending; see `tuneyard checkpoints list {job.id}` "
              "later")
     best = best_checkpoint(job, checkpoints)
     if best is not None:
-        out.print(f"best checkpoint: {best}")
+        console.print(f"best checkpoint: {best}")
     return job

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from ._checkpoints import checkpoint_table
-from ._output import emit, fail, note, out, size, status_style, table, when
+from ._output import emit, err, fail, note, out, size, status_style, table, when
 from ._progress import transfer_progress
 from ._session import (
     JsonOption,
@@ -83,6 +83,8 @@ def jobs_create(
     hf_model_link: str = typer.Option(None, "--hf-model-link",
                                       help="A Hugging Face model to use as the base."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Follow the job until it ends."),
+    eval_wait: float = typer.Option(EVAL_WAIT_S, help="With --watch: after the job ends, "
+                                    "seconds to wait for pending test results."),
     project: str = ProjectOption, as_json: bool = JsonOption, quiet: bool = QuietOption,
 ) -> None:
     """Start a fine-tuning job."""
@@ -117,7 +119,9 @@ def jobs_create(
             f"created job {job.id} ({job.name}): {job.base_model}, {job.task_type or ''} "
             f"{status_style(job.status)}"))
     if watch:
-        _finish(watch_job(api, pid, job.id))
+        # Keep stdout to the id or the JSON asked for; the live view goes to stderr.
+        _finish(watch_job(api, pid, job.id, eval_wait_s=eval_wait,
+                          console=err if quiet or as_json else out))
 
 
 @jobs_app.command("list")
@@ -148,7 +152,7 @@ def jobs_show(job: str = typer.Argument(..., help="Job id."), project: str = Pro
             ("test", detail.test_dataset and f"{detail.test_dataset.id} "
                                              f"({detail.test_dataset.name})"),
             ("test functions", ", ".join(detail.test_functions or []) or None),
-            ("latest loss", detail.latest_loss and f"{detail.latest_loss:.4g}"),
+            ("latest loss", None if detail.latest_loss is None else f"{detail.latest_loss:.4g}"),
             ("created", when(detail.created_at)), ("updated", when(detail.updated_at)),
             ("error", detail.error and f"[red]{detail.error}[/red]")]
     out.print(table("field", "value", rows=[r for r in rows if r[1]]))

@@ -61,7 +61,9 @@ class Http:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             headers={"User-Agent": f"tuneyard-client/{__version__}"},
             transport=transport,
-            follow_redirects=True,
+            # Redirects are followed only for absolute (signed) URLs, which carry
+            # no key: httpx would forward X-API-Key to wherever a redirect points.
+            follow_redirects=False,
         )
 
     def _headers(self, url: str, extra: dict[str, str] | None) -> dict[str, str]:
@@ -110,8 +112,9 @@ class Http:
         `TuneyardConnectionError` out of the `with` block, like a failed connect.
         """
         try:
+            absolute = url.startswith(("http://", "https://"))
             with self.client.stream(method, url, headers=self._headers(url, headers),
-                                    **kwargs) as response:
+                                    follow_redirects=absolute, **kwargs) as response:
                 if response.status_code >= 400 and response.status_code not in ok_statuses:
                     response.read()
                     raise error_from(response)
