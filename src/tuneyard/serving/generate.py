@@ -149,10 +149,15 @@ class GenerationStream(Iterator[str]):
         self._cancel.set()
 
 
+SAMPLING_FIELDS = ("max_new_tokens", "temperature", "top_p", "top_k", "no_repeat_ngram_size",
+                   "do_sample", "stop")
+
+
 class TextGenerationModel(LoadedModel):
-    """A causal LM with its tokenizer. `sampling` keywords are those of
-    `params.validate_sampling` (max_new_tokens, temperature, top_p, top_k,
-    no_repeat_ngram_size, do_sample, stop), validated before queuing."""
+    """A causal LM with its tokenizer. The sampling keywords follow
+    `params.validate_sampling` (None = default; temperature 0 = greedy; no
+    temperature and no do_sample = greedy) and are validated (SamplingError)
+    before the call is queued."""
 
     def __init__(self, model, tokenizer, *, max_new_tokens_limit: int | None = None,
                  max_generation_seconds: float | None = None, **common: Any):
@@ -191,7 +196,9 @@ class TextGenerationModel(LoadedModel):
     def count_tokens(self, texts: list[str]) -> int:
         return self.run(lambda: sum(len(self.tokenizer(t)["input_ids"]) for t in texts))
 
-    def _params(self, sampling: dict[str, Any]) -> SamplingParams:
+    def _params(self, arguments: dict[str, Any]) -> SamplingParams:
+        """Validate a public method's sampling arguments (its `locals()`)."""
+        sampling = {k: arguments[k] for k in SAMPLING_FIELDS}
         return validate_sampling(**sampling, max_tokens_limit=self.max_new_tokens_limit)
 
     # -- on the model thread --------------------------------------------------
@@ -272,23 +279,40 @@ class TextGenerationModel(LoadedModel):
         return stream
 
     # -- public ---------------------------------------------------------------
-    def complete(self, prompt: str, **sampling: Any) -> Generation:
-        params = self._params(sampling)
+    def complete(self, prompt: str, *, max_new_tokens: int | None = None,
+                 temperature: float | None = None, top_p: float | None = None,
+                 top_k: int | None = None, no_repeat_ngram_size: int | None = None,
+                 do_sample: bool | None = None, stop: str | list[str] | None = None
+                 ) -> Generation:
+        """Generate after `prompt` (tokenized with the tokenizer's special tokens)."""
+        params = self._params(locals())
         _check_prompt(prompt)
         return self.run(self._generate, prompt, True, params, cancel=threading.Event())
 
-    def chat(self, messages: list[dict[str, str]], **sampling: Any) -> Generation:
-        params = self._params(sampling)
+    def chat(self, messages: list[dict[str, str]], *, max_new_tokens: int | None = None,
+             temperature: float | None = None, top_p: float | None = None,
+             top_k: int | None = None, no_repeat_ngram_size: int | None = None,
+             do_sample: bool | None = None, stop: str | list[str] | None = None) -> Generation:
+        """The assistant's reply to `messages`, rendered with the chat template."""
+        params = self._params(locals())
         text, special = self.render_chat(validate_messages(messages))
         return self.run(self._generate, text, special, params, cancel=threading.Event())
 
-    def stream_complete(self, prompt: str, **sampling: Any) -> GenerationStream:
-        params = self._params(sampling)
+    def stream_complete(self, prompt: str, *, max_new_tokens: int | None = None,
+                        temperature: float | None = None, top_p: float | None = None,
+                        top_k: int | None = None, no_repeat_ngram_size: int | None = None,
+                        do_sample: bool | None = None, stop: str | list[str] | None = None
+                        ) -> GenerationStream:
+        params = self._params(locals())
         _check_prompt(prompt)
         return self._stream(prompt, True, params)
 
-    def stream_chat(self, messages: list[dict[str, str]], **sampling: Any) -> GenerationStream:
-        params = self._params(sampling)
+    def stream_chat(self, messages: list[dict[str, str]], *, max_new_tokens: int | None = None,
+                    temperature: float | None = None, top_p: float | None = None,
+                    top_k: int | None = None, no_repeat_ngram_size: int | None = None,
+                    do_sample: bool | None = None, stop: str | list[str] | None = None
+                    ) -> GenerationStream:
+        params = self._params(locals())
         text, special = self.render_chat(validate_messages(messages))
         return self._stream(text, special, params)
 

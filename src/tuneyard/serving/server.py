@@ -200,9 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import transformers
     import uvicorn
 
     from tuneyard.serving.loaded import load_for_serving
+
+    # Progress bars are noise in a log file.
+    transformers.utils.logging.disable_progress_bar()
 
     log.info("loading %s model from %s", args.task, args.model_dir)
     try:
