@@ -93,8 +93,8 @@ def fit(trainer, publisher, ctx: RunContext, *, initial_eval_loss: float | None)
         shutil.rmtree(resume_dir, ignore_errors=True)
         shutil.rmtree(ctx.trainer_dir, ignore_errors=True)
     stopped = publisher.stop_reason in ("cancelled", "timeout")
-    if not stopped:
-        ctx.events.progress(100)
+    if not stopped and publisher.last_percent < 100:
+        ctx.events.progress(100)  # e.g. early stopping: the job is done
     return {
         "steps": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,
