@@ -145,3 +145,30 @@ class TrainingJobCheckpoint(BaseModel):
     test_status: str = Field("pending", description="extra: pending | running | done | failed")
     test_error: str | None = Field(None, description="extra")
     pruned: bool = Field(False, description="extra: weights removed by keep_checkpoints")
+
+
+class DeploymentCreate(BaseModel):
+    """The contract's create body plus v2's `inactive_timeout`."""
+
+    model_config = ConfigDict(extra="forbid")
+    training_job_id: str = Field(min_length=1)
+    checkpoint: int = Field(ge=0)
+    server_type: str | None = None
+    name: str | None = Field(None, max_length=200)
+    description: str | None = None
+    inactive_timeout: int | None = Field(None, ge=0)
+
+
+class DeploymentDetail(DeploymentSummary):
+    description: str | None
+    base_model: str
+    training_id: str | None
+    checkpoint: int
+    updated_at: int
+    task_type: str = Field(description="extra (v2)")
+    server_type: str = Field(description="extra")
+    inactive_timeout: int | None = Field(None, description="extra (v2)")
+    active: bool = Field(description="extra: the model is loaded now (false: deactivated "
+                                     "or serverless and idle; the next request loads it)")
+    error: str | None = Field(None, description="extra: why it failed")
+    labels: list[str] | None = Field(None, description="extra: classification labels")

@@ -10,7 +10,17 @@ from sqlalchemy import Engine
 
 from tuneyard import __version__
 from tuneyard.api.errors import install_error_handlers
-from tuneyard.api.routes import datasets, files, health, jobs, models, projects, test_functions
+from tuneyard.api.routes import (
+    datasets,
+    deployments,
+    files,
+    health,
+    inference,
+    jobs,
+    models,
+    projects,
+    test_functions,
+)
 from tuneyard.config import Settings, get_settings
 from tuneyard.db import engine_for, session_scope, upgrade
 from tuneyard.services.keys import bootstrap_keys
@@ -44,6 +54,10 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
             if new_key:
                 print(f"Created admin API key (shown once, also in {settings.home}/admin.key):"
                       f"\n  {new_key}", flush=True)
+        from tuneyard.deploy.manager import DeploymentManager
+
+        app.state.deployments = DeploymentManager(settings, engine, store)
+        await app.state.deployments.start()
         worker = None
         if settings.embedded_worker:
             from tuneyard.worker.loop import start_embedded
@@ -52,6 +66,7 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
         try:
             yield
         finally:
+            await app.state.deployments.stop()
             if worker is not None:
                 thread, stop = worker
                 stop.set()
@@ -65,6 +80,7 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
     app.state.engine = engine
     app.state.store = store
     install_error_handlers(app)
-    for module in (health, models, projects, datasets, jobs, test_functions, files):
+    for module in (health, models, projects, datasets, jobs, deployments, inference,
+                   test_functions, files):
         app.include_router(module.router)
     return app

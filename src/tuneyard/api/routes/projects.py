@@ -3,8 +3,9 @@
 from fastapi import APIRouter, Body, Response
 
 from tuneyard.api.deps import CurrentUser, SessionDep, StoreDep
-from tuneyard.schemas import ProjectCreate, ProjectDetail, ProjectSummary
+from tuneyard.schemas import DeploymentSummary, ProjectCreate, ProjectDetail, ProjectSummary
 from tuneyard.services import datasets as dataset_service
+from tuneyard.services import deployments as deployment_service
 from tuneyard.services import projects as project_service
 from tuneyard.services.views import job_summaries
 
@@ -33,7 +34,8 @@ def get_project(project_id: str, session: SessionDep, user: CurrentUser) -> Proj
     return ProjectDetail(
         id=project.id, name=project.name, created_at=project.created_at,
         datasets=[d for d in datasets], training_jobs=job_summaries(session, project),
-        deployments=[],
+        deployments=[DeploymentSummary.model_validate(d) for d in
+                     deployment_service.list_deployments(session=session, project=project)],
     )
 
 

@@ -1,0 +1,80 @@
+"""Getting a deployment's model onto local disk: a checkpoint's model files
+from the store, or a base model resolved from the catalog.
+
+Resolving a built-in model may build it (torch): that runs in a short child
+process so the API server never imports the ML stack.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tuneyard.catalog import load_catalog
+from tuneyard.config import Settings
+from tuneyard.storage import ArtifactStore
+from tuneyard.tables import Checkpoint, Deployment, TrainingJob
+
+MANIFEST = "checkpoint.json"
+
+
+class PrepareError(Exception):
+    pass
+
+
+def resolve_source(source: str, *, home: Path) -> str:
+    code = ("import sys; from tuneyard.models.resolve import resolve_model_path; "
+            "print(resolve_model_path(sys.argv[1], home=__import__('pathlib').Path(sys.argv[2])))")
+    result = subprocess.run([sys.executable, "-c", code, source, str(home)],
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["unknown error"])[-1]
+        raise PrepareError(f"cannot load model {source!r}: {last}")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def _base_source(settings: Settings, job: TrainingJob | None, base_model: str) -> str:
+    if job is not None and job.hf_model_link:
+        return job.hf_model_link
+    model = load_catalog(settings.home).get(base_model)
+    if model is None:
+        raise PrepareError(f"base model {base_model!r} is no longer in the catalog")
+    return model.source
+
+
+def prepare_model(*, settings: Settings, store: ArtifactStore, session: Session,
+                  deployment: Deployment) -> tuple[str, str | None, list[str] | None]:
+    """(model_dir, base_model_path, labels) for the model server."""
+    job = session.get(TrainingJob, deployment.training_job_id) \
+        if deployment.training_job_id else None
+    base_path = resolve_source(_base_source(settings, job, deployment.base_model),
+                               home=settings.home)
+    if deployment.checkpoint == 0:
+        return base_path, None, None
+    row = session.scalar(select(Checkpoint).where(Checkpoint.job_id == deployment.training_job_id,
+                                                  Checkpoint.number == deployment.checkpoint))
+    if row is None or row.pruned:
+        raise PrepareError(f"checkpoint {deployment.checkpoint} of "
+                           f"{deployment.training_job_id} is gone")
+    target = settings.home / "deployments" / deployment.id / "model"
+    if not (target / MANIFEST).exists():
+        shutil.rmtree(target, ignore_errors=True)
+        staging = target.with_name("model.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        for key in store.list(row.storage_prefix):
+            rel = key[len(row.storage_prefix):]
+            if not rel.startswith("state/"):  # optimizer state is not needed to serve
+                store.download_to(key, staging / rel)
+        staging.rename(target)
+    manifest = json.loads((target / MANIFEST).read_text())
+    return str(target), base_path, manifest.get("labels")
+
+
+def remove_local(settings: Settings, deployment_id: str) -> None:
+    shutil.rmtree(settings.home / "deployments" / deployment_id, ignore_errors=True)
