@@ -8,7 +8,6 @@ import math
 
 import pytest
 
-
 pytestmark = pytest.mark.slow
 
 SENTIMENT = [("I loved it", "pos"), ("great film", "pos"), ("wonderful and fun", "pos"),

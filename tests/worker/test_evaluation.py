@@ -64,8 +64,11 @@ def test_checkpoints_carry_test_results_and_a_baseline(client, project, create_j
     baseline = detail["baseline_test_results"]
     assert baseline["status"] == "done"
     base_loss = float(baseline["aggregated_test_result"]["loss"])
-    best = min(checkpoints, key=lambda c: float(c["test_results"]["aggregated_test_result"]["loss"]))
-    assert float(best["test_results"]["aggregated_test_result"]["loss"]) < base_loss
+    def loss(c):
+        return float(c["test_results"]["aggregated_test_result"]["loss"])
+
+    best = min(checkpoints, key=loss)
+    assert loss(best) < base_loss
     assert detail["best_checkpoint"] == best["checkpoint"]
 
 
