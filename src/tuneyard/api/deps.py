@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from tuneyard.config import Settings
@@ -40,19 +41,17 @@ StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def api_key_from(request: Request) -> str | None:
-    key = request.headers.get("x-api-key")
-    if key:
-        return key.strip()
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return None
+# Declared as security schemes so /docs offers an "Authorize" button for both.
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+bearer = HTTPBearer(auto_error=False, description="The API key as a Bearer token")
 
 
-def current_user(request: Request, session: SessionDep) -> User:
-    key = api_key_from(request)
+def current_user(
+    session: SessionDep,
+    key: Annotated[str | None, Security(api_key_header)] = None,
+    token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+) -> User:
+    key = (key or "").strip() or (token.credentials.strip() if token else "")
     if not key:
         raise Unauthorized("missing API key: send it as X-API-Key or Authorization: Bearer")
     user = user_for_key(session=session, key=key)
