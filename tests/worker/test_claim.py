@@ -78,3 +78,13 @@ def test_a_job_whose_heartbeat_lapsed_is_claimed_again(settings):
         assert not heartbeat(session=session, job_id="tr-1", worker_id="a")  # a lost it
         assert session.get(TrainingJob, "tr-1").attempts == 2
     engine.dispose()
+
+
+def test_disk_space_check_fails_clearly(tmp_path):
+    from tuneyard.worker.child import JobFailure, check_disk, dir_size
+
+    (tmp_path / "w.bin").write_bytes(b"x" * 1000)
+    assert dir_size(tmp_path) == 1000
+    check_disk(tmp_path, needed=1000, what="training")  # plenty of room: no error
+    with pytest.raises(JobFailure, match="not enough free disk space for checkpoint 3"):
+        check_disk(tmp_path, needed=10**18, what="checkpoint 3")

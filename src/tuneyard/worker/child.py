@@ -99,6 +99,11 @@ class DbEvents:
         from tuneyard.training.checkpoint import MANIFEST, build_model_archive
 
         prefix = checkpoint_prefix(self.job, number)
+        size = dir_size(path)
+        root = getattr(self.store, "root", None)  # a local store's directory
+        # The store copy plus the download archive of the model files.
+        check_disk(Path(root) if root else self.workdir, needed=2 * size,
+                   what=f"checkpoint {number}")
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
         for file in files:  # the manifest goes last: it is what marks completeness
             self.store.put_file(prefix + file.relative_to(path).as_posix(), file)
@@ -174,6 +179,21 @@ class JobFailure(Exception):
     """A reason to fail the job that the user can act on."""
 
 
+def dir_size(path: Path) -> int:
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def check_disk(path: Path, *, needed: int, what: str) -> None:
+    """Fail with a clear reason rather than write a partial file on a full disk."""
+    free = shutil.disk_usage(path).free
+    if free < needed:
+        raise JobFailure(f"not enough free disk space for {what}: about {needed / 1e9:.2f} GB "
+                         f"needed at {path}, {free / 1e9:.2f} GB free")
+
+
 def raise_failure(message: str) -> None:
     raise JobFailure(message)
 
@@ -238,6 +258,8 @@ def main(job_id: str, worker_id: str) -> int:
         _remove_unrecorded(store, job, next_number)
         resume_from = (download_prefix(store, latest.storage_prefix, workdir / "resume")
                        if latest else None)
+        # Weights, optimizer state (about twice the weights) and a checkpoint copy.
+        check_disk(workdir, needed=4 * dir_size(Path(model_path)), what="training")
         spec = JobSpec(job_id=job.id, task_type=job.task_type, base_model=job.base_model,
                        model_path=model_path, train_examples=train, eval_examples=test,
                        hyper_parameters=job.hyper_parameters, labels=labels, multi_label=multi,
