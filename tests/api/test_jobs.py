@@ -72,6 +72,7 @@ def test_create_list_get(client, project, train_id):
     ({"base_model_option": "sideways"}, "base_model_option"),
     ({"rebalance_data": {"a": 0.5}}, "rebalance_data"),
     ({"unknown_field": 1}, "unknown_field"),
+    ({"task_type": "regression"}, "train_dataset_id"),
     ({"train_dataset_id": None}, "train_dataset_id"),
 ])
 def test_bad_requests_are_400_naming_the_problem(client, project, train_id, patch, expected):

@@ -125,6 +125,9 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
         params = resolve_parameters(body.parameters or {}, template=template)
     except ParameterError as exc:
         raise InvalidInput(f"parameters: {exc}") from None
+    if task_type == "embedding" and params.get("use_lora"):
+        raise InvalidInput("parameters: use_lora is not supported for embedding models yet; "
+                           "set use_lora to false")
     if "metric_for_best_model" not in (body.parameters or {}) and \
             "metric_for_best_model" not in template:
         params["metric_for_best_model"] = DEFAULT_METRIC[task_type]
@@ -181,10 +184,8 @@ def _check_rebalance(spec, task_type: str, train: Dataset) -> dict | None:
 def _check_test_functions(names, settings: Settings) -> list[str] | None:
     if not names:
         return None
-    try:
-        from tuneyard.evaluation.functions import list_test_functions
-    except ImportError:  # evaluation not installed in this build
-        return list(names)
+    from tuneyard.evaluation.functions import list_test_functions
+
     available = {f.name for f in list_test_functions(settings.home)}
     unknown = [n for n in names if n not in available]
     if unknown:
