@@ -32,8 +32,11 @@ test: setup $(EMISSARY_VENV)/.stamp
 serve: setup
 	$(BIN)/tuneyard serve
 
+# The first-run tour (a few minutes on 2 CPU cores): a server with its own home
+# in .tuneyard-demo/, fine-tune, evaluate, deploy, complete. KEEP=1 leaves the
+# server running afterwards; PORT=... picks another port than 8765.
 demo: setup
-	@echo "make demo arrives with the CLI issue; for now run 'make serve'." && exit 1
+	HF_HUB_OFFLINE=1 $(BIN)/tuneyard demo $(if $(KEEP),--keep,) $(if $(PORT),--port $(PORT),)
 
 lint: setup
 	$(BIN)/ruff check src tests

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from . import account, catalog, deployments, jobs, projects, server
+from . import account, catalog, demo, deployments, jobs, projects, server
 from ._session import Group
 
 app = typer.Typer(cls=Group, no_args_is_help=True, add_completion=False,
@@ -20,6 +20,7 @@ app = typer.Typer(cls=Group, no_args_is_help=True, add_completion=False,
 
 for command in (server.serve, server.worker, account.login, account.logout):
     app.command()(command)
+app.command()(demo.demo)
 for sub_app, name in (
     (server.keys_app, "keys"),
     (server.db_app, "db"),
