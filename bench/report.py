@@ -1,0 +1,161 @@
+"""The table (terminal and Markdown), results.json and RESULTS.md."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from bench.common import Result
+
+# Issue 7's table: what each figure is, and its goal. Benchmarks fill in the rest.
+FIGURES = {
+    "P1": ("training throughput, steady state (tokens/s)", ">=", 0.95),
+    "P2": ("training loop blocked per checkpoint (s)", "<=", 0.02),
+    "P3": ("durable checkpoint write bandwidth (MB/s)", ">=", 0.8),
+    "P4": ("GET …/checkpoints (200), req/s at 32 clients", ">=", 0.5),
+    "P5": ("archive download (MB/s)", ">=", 0.8),
+    "P6": ("completion latency (ms)", "<=", 1.10),
+    "P7": ("list latency, large DB vs small DB (ms)", "<=", 2.0),
+}
+
+HOW = {
+    "P1": "`run_job` with the worker's `DbEvents` (real SQLite + local store), step times "
+          "from the per-step `should_stop` poll, median of steady steps (after 3 warm-up "
+          "steps, not the steps holding a checkpoint) vs a plain PyTorch loop (fused AdamW, "
+          "clipping, linear schedule) on the same 42M-parameter Llama, 64-token examples, "
+          "batch 8, 20 steps; bare, tuneyard, bare in separate processes.",
+    "P2": "the same job checkpoints every 5 steps: the interval after a checkpoint step "
+          "minus the median step = time the loop was blocked; baseline: the bare loop's "
+          "synchronous `safetensors` + `torch.save` of weights and AdamW state with fsync.",
+    "P3": "the checkpoint's files serialized in memory, then staging write + "
+          "`publish_checkpoint` + the worker's `DbEvents.checkpoint` (store `put_file` of "
+          "every file, archive, archive `put_file`, DB row) vs one sequential write + fsync "
+          "of the same bytes; 3 alternating rounds, medians.",
+    "P4": "`tuneyard serve --no-worker` on a seeded SQLite home vs a bare FastAPI route "
+          "returning the same bytes under the same uvicorn; wrk -c32, 10 s, 2 alternating "
+          "rounds (best of each); servers pinned to one core, wrk to the other.",
+    "P5": "the `model_download_url` of a seeded checkpoint whose 1 GiB archive is in the "
+          "store vs nginx (sendfile) serving the same file (hard link); curl to /dev/null, "
+          "3 alternating rounds, best of each; pinned as P4.",
+    "P6": "greedy, 32 new tokens, same prompt: through the deployments API when it exists, "
+          "else the deployment's model server (`start_model_server` + `ModelServerClient`) "
+          "vs tokenize + `model.generate` + decode in-process; alternating, medians.",
+    "P7": "two `tuneyard serve` homes, 100 jobs / 1,000 checkpoints vs 10,000 / 100,000 "
+          "(the user's project holds 100 jobs of 10 checkpoints in both); one client "
+          "alternates between them; median latency of each list, the worst ratio counts.",
+}
+
+
+def fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 0.1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def rows(results: list[Result]) -> list[list[str]]:
+    out = []
+    for r in sorted(results, key=lambda r: r.id):
+        if r.error:
+            out.append([r.id, r.measure, "—", "—", "—", f"{r.goal_op} {r.goal:g}",
+                        "error"])
+            continue
+        unit = f" {r.unit}"
+        out.append([r.id, r.measure, fmt(r.tuneyard) + unit, fmt(r.baseline) + unit,
+                    f"{r.ratio:.3f}", f"{r.goal_op} {r.goal:g}",
+                    "pass" if r.passed else "MISS"])
+    return out
+
+
+HEADERS = ["#", "measure", "tuneyard", "baseline", "ratio", "goal", "result"]
+
+
+def print_table(results: list[Result], *, title: str) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # plain text: rich is a tuneyard dependency, but be safe
+        print(title)
+        for row in [HEADERS, *rows(results)]:
+            print(" | ".join(row))
+        return
+    table = Table(title=title)
+    for name in HEADERS:
+        table.add_column(name, justify="right" if name in ("tuneyard", "baseline", "ratio")
+                         else "left")
+    for row in rows(results):
+        style = {"pass": "green", "MISS": "red", "error": "yellow"}[row[-1]]
+        table.add_row(*row[:-1], f"[{style}]{row[-1]}[/{style}]")
+    Console(width=160).print(table)
+    for r in sorted(results, key=lambda r: r.id):
+        if r.error:
+            print(f"{r.id} error: {r.error}")
+
+
+def markdown_table(results: list[Result]) -> str:
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
+    lines += ["", "Baselines:", ""]
+    lines += [f"- {r.id}: {r.baseline_name}" for r in sorted(results, key=lambda r: r.id)]
+    return "\n".join(lines)
+
+
+def load(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def write_json(path: Path, *, machine: dict, results: list[Result], meta: dict) -> None:
+    path.write_text(json.dumps({**meta, "machine": machine,
+                                "results": [r.to_json() for r in results]}, indent=2) + "\n")
+
+
+def write_markdown(path: Path, *, machine: dict, results: list[Result], meta: dict) -> None:
+    tools = ", ".join(f"{v}" for v in machine.get("tools", {}).values()) or "none"
+    when = sorted({r.measured_at for r in results if r.measured_at})
+    measured = when[-1] if len(when) == 1 else f"{when[0]} … {when[-1]}" if when else "?"
+    lines = [
+        "# tuneyard benchmark results",
+        "",
+        "Written by `make bench` (`python -m bench.run`). Each ratio compares tuneyard "
+        "with a baseline measured in the same run on the same machine; the absolute "
+        "numbers are context only (these machines are shared and noisy).",
+        "",
+        f"Measured {measured} UTC; full run took {meta.get('seconds', 0) / 60:.1f} min.",
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {machine.get('cpu')}, {machine.get('cores')} cores "
+        f"(torch threads: {machine.get('torch_threads')})",
+        f"- RAM: {machine.get('ram_gib')} GiB",
+        f"- torch {machine.get('torch')}, Python {machine.get('python')}, {machine.get('os')}",
+        f"- tools: {tools}",
+        f"- load average at start: {machine.get('load_average_at_start')} "
+        "(other work shares this machine)",
+        "",
+        "## Latest table",
+        "",
+        markdown_table(results),
+        "",
+    ]
+    misses = [r for r in sorted(results, key=lambda r: r.id) if not r.passed]
+    if misses:
+        lines += ["## Misses: what limits them, what would close them", ""]
+        for r in misses:
+            text = f"error: {r.error}" if r.error else r.limits
+            lines.append(f"- **{r.id}** (ratio {fmt(r.ratio)}, goal {r.goal_op} {r.goal:g}): "
+                         f"{text}")
+        lines.append("")
+    lines += ["## How each figure is measured", ""]
+    lines += [f"- **{k}**: {v}" for k, v in HOW.items()]
+    lines += ["", "Per-figure details (breakdowns, every sample, load averages) are in "
+              "`bench/results.json` after a run.", ""]
+    path.write_text("\n".join(lines))
