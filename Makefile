@@ -11,6 +11,9 @@ STAMP := $(VENV)/.setup-stamp
 # The test suite runs once on SQLite and once on PostgreSQL.
 TEST_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
+# The real Emissary SDK pins old pydantic/httpx, so it lives in its own
+# virtualenv that tuneyard never imports; end-to-end tests run it as a child.
+EMISSARY_VENV ?= .venv-emissary
 
 .PHONY: setup test test-sqlite test-postgres serve demo lint bench clean
 
@@ -44,9 +47,7 @@ lint: setup
 clean:
 	rm -rf $(VENV) .pytest_cache
 
-# The real Emissary SDK pins old pydantic/httpx, so it lives in its own
-# virtualenv that tuneyard never imports; end-to-end tests run it as a child.
-EMISSARY_VENV ?= .venv-emissary
+# The real Emissary SDK (see EMISSARY_VENV above).
 $(EMISSARY_VENV)/.stamp:
 	test -x $(EMISSARY_VENV)/bin/python || $(PYTHON) -m venv $(EMISSARY_VENV)
 	$(EMISSARY_VENV)/bin/python -m pip install --quiet "emissary-client-sdk==0.4.4"
