@@ -40,13 +40,20 @@ def minilm() -> Path:
 
 
 class RecordingEvents:
-    """TrainingEvents that remember everything; stops after `stop_after` checkpoints."""
+    """TrainingEvents that remember everything.
 
-    def __init__(self, stop_after_checkpoint: int | None = None):
+    `stop_at_poll`: should_stop answers True from that poll on. It is polled
+    once per optimizer step, so the N-th poll of a run is its N-th step (a
+    cancel at a known step: checkpoints are reported from the writer's thread,
+    so "stop after checkpoint N is reported" would land at a step that
+    depends on timing).
+    """
+
+    def __init__(self, stop_at_poll: int | None = None):
         self.percents: list[int] = []
         self.losses: list[tuple[int, float]] = []
         self.checkpoints: list[tuple[int, Path, dict]] = []
-        self.stop_after_checkpoint = stop_after_checkpoint
+        self.stop_at_poll = stop_at_poll
         self.polls = 0
 
     def progress(self, percent: int) -> None:
@@ -61,10 +68,7 @@ class RecordingEvents:
 
     def should_stop(self) -> bool:
         self.polls += 1
-        return (
-            self.stop_after_checkpoint is not None
-            and any(n == self.stop_after_checkpoint for n, _, _ in self.checkpoints)
-        )
+        return self.stop_at_poll is not None and self.polls >= self.stop_at_poll
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def _publisher(tmp_path, events=None, **params):
     return CheckpointPublisher(
         events=events or Events(), params=TrainingParameters(**resolve_parameters(params)),
         checkpoints_root=tmp_path, next_number=1, base_model="m", hyper_parameters={},
-        extra={}, eval_loss=lambda model: None,
+        extra={}, eval_loss=lambda model: None, save_model=lambda model, directory: None,
     )
 
 

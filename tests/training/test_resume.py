@@ -36,8 +36,9 @@ def test_cancel_then_resume_equals_an_uninterrupted_run(
     params, full_summary, full_events = uninterrupted
     assert full_summary["steps"] == 9 and [n for n, _, _ in full_events.checkpoints] == [1, 2, 3]
 
-    # Cancelled right after checkpoint 1 (step 3): stops at the next step, saves nothing more.
-    first = make_events(stop_after_checkpoint=1)
+    # Cancelled right after checkpoint 1 (step 3): stops at the next step, saves nothing
+    # more, and checkpoint 1 (possibly still being written) is published before it returns.
+    first = make_events(stop_at_poll=4)
     summary = _run(job, tiny_lm, letter_data, tmp_path, first, params)
     assert summary["stopped"] is True and summary["stop_reason"] == "cancelled"
     assert summary["steps"] == 4

@@ -51,7 +51,13 @@ class JobSpec:
 
 
 class TrainingEvents(Protocol):
-    """How a running job talks to its worker. Called from the training thread."""
+    """How a running job talks to its worker.
+
+    `progress`, `loss` and `should_stop` are called from the training thread;
+    `checkpoint` from the checkpoint writer's thread, while training goes on
+    (checkpoints are written in the background): one call at a time, in
+    number order. An implementation must allow the two threads at once.
+    """
 
     def progress(self, percent: int) -> None:
         """0..100, never decreasing."""
@@ -60,7 +66,11 @@ class TrainingEvents(Protocol):
         """The mean training loss since the previous report, at each logging step."""
 
     def checkpoint(self, number: int, path: Path, manifest: dict) -> None:
-        """A checkpoint was published at `path` (durable, verified by its manifest)."""
+        """A checkpoint was published at `path` (durable, verified by its manifest).
+
+        An exception here fails the job (at its next step), and no later
+        checkpoint is published.
+        """
 
     def should_stop(self) -> bool:
         """Polled after every optimizer step; True stops training cleanly (cancel)."""

@@ -1,6 +1,10 @@
 """Running a prepared Trainer to the end: resume, publish, summarise.
 
-Recipes build the model, data and Trainer; `fit` is what they share.
+Recipes build the model, data and Trainer; `fit` is what they share. It
+routes the Trainer's checkpoint saves to the publisher's snapshots and, when
+training ends for whatever reason, waits for the checkpoints still being
+written in the background: the final one, or the last one before a cancel,
+is published before `run_job` returns (a write that fails fails the job).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from tuneyard.training.checkpoint import STATE_DIR, read_manifest, verify_checkpoint
 from tuneyard.training.job import TrainingError, TrainingEvents
 from tuneyard.training.params import TrainingParameters
+from tuneyard.training.writer import MAX_IN_FLIGHT
 
 
 @dataclass
@@ -28,6 +33,8 @@ class RunContext:
     events: TrainingEvents
     resume_from: Path | None
     next_number: int
+    max_in_flight: int = MAX_IN_FLIGHT
+    """Checkpoints being written in the background at once (each holds a host snapshot)."""
 
     @property
     def checkpoints_root(self) -> Path:
@@ -38,7 +45,7 @@ class RunContext:
         """The Trainer's own output folder: transient, emptied as checkpoints publish."""
         return self.workdir / "trainer"
 
-    def publisher(self, *, extra: dict, eval_loss):
+    def publisher(self, *, extra: dict, eval_loss, save_model):
         from tuneyard.training.publisher import CheckpointPublisher
 
         return CheckpointPublisher(
@@ -50,7 +57,27 @@ class RunContext:
             hyper_parameters=self.hyper_parameters,
             extra={"task_type": self.task_type, "job_id": self.job_id, **extra},
             eval_loss=eval_loss,
+            save_model=save_model,
+            max_in_flight=self.max_in_flight,
         )
+
+
+def pretrained_saver(tokenizer):
+    """A publisher `save_model` for transformers/PEFT models: what Trainer._save
+    wrote (save_pretrained, then the tokenizer), minus training_args.bin.
+
+    The writer thread uses its own copy of the tokenizer: a fast tokenizer
+    must not be used from two threads at once.
+    """
+    import copy
+
+    tokenizer = copy.deepcopy(tokenizer)
+
+    def save_model(model, directory: Path) -> None:
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+
+    return save_model
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -81,14 +108,24 @@ def fit(trainer, publisher, ctx: RunContext, *, initial_eval_loss: float | None)
     """Train (resuming if asked), then return the run's summary."""
     from transformers.trainer_callback import PrinterCallback
 
+    from tuneyard.training.publisher import route_saves
+
     # It prints every log dict to stdout; the worker gets losses through events.
     trainer.remove_callback(PrinterCallback)
+    route_saves(trainer, publisher)
     resume_dir = ctx.workdir / "resume"
     folder = None
     if ctx.resume_from is not None:
         folder = trainer_folder(Path(ctx.resume_from), resume_dir)
     try:
         trainer.train(resume_from_checkpoint=str(folder) if folder else None)
+    except BaseException:
+        # Snapshots already taken are consistent states: they still publish,
+        # unless the writer itself failed. The training error is the one raised.
+        publisher.finish(raise_failure=False)
+        raise
+    else:
+        publisher.finish()
     finally:
         shutil.rmtree(resume_dir, ignore_errors=True)
         shutil.rmtree(ctx.trainer_dir, ignore_errors=True)
@@ -104,6 +141,7 @@ def fit(trainer, publisher, ctx: RunContext, *, initial_eval_loss: float | None)
         "stop_reason": publisher.stop_reason,
         "checkpoints": list(publisher.published),
         "initial_eval_loss": initial_eval_loss,
+        "checkpoint_timings": list(publisher.timings),
     }
 
 

@@ -2,37 +2,97 @@
 
 It owns the save schedule (the Trainer's own `save_strategy` is "no"): every
 epoch end or every `save_steps`, plus the final step unless that was just
-saved. After the Trainer writes `checkpoint-<step>/`, the callback moves its
-files into a staging directory (model files on top, resume state under
-`state/`), computes the eval loss, publishes it with the checkpoint protocol,
-tells the worker, and removes the Trainer's folder. It also reports progress
-and loss, and stops training cleanly on cancel, timeout or early stopping.
+saved. When a checkpoint is due, the Trainer's `_save_checkpoint` is routed
+to `save` (see `route_saves`): the loop copies the state into host memory
+(snapshot.py), hands the copy to the background writer (writer.py), computes
+the eval loss on the live model and goes on training. On the writer's
+thread the copy is written into a staging directory (model files on top,
+resume state under `state/`), published with the checkpoint protocol
+(manifest last, rename) and only then reported with `events.checkpoint`.
+
+The callback also reports progress and loss, and stops training cleanly on
+cancel, timeout or early stopping.
+
+Why the eval loss stays in the loop: it needs a forward pass over the eval
+set, which on an accelerator is fast on the live model and very slow on the
+host copy; keeping it here also keeps early stopping decided at the step it
+was decided at before, so runs stay deterministic. The writer overlaps with
+it: the snapshot is submitted first and the writer only waits for the loss
+when it writes the manifest.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 from transformers import TrainerCallback
 
 from tuneyard.training.checkpoint import STATE_DIR, publish_checkpoint, read_manifest
 from tuneyard.training.job import TrainingEvents
 from tuneyard.training.params import TrainingParameters
+from tuneyard.training.snapshot import HostSlot, Snapshot, write_snapshot
+from tuneyard.training.writer import MAX_IN_FLIGHT, CheckpointWriter
 
-# What the Trainer writes that only resuming needs.
-STATE_FILES = {"optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json"}
-# A pickle of the TrainingArguments: not needed to resume (the manifest has the
-# hyperparameters) and not something a downloaded model should carry.
-DROPPED_FILES = {"training_args.bin"}
+log = logging.getLogger("tuneyard.training")
 
 
-def is_state_file(name: str) -> bool:
-    return name in STATE_FILES or name.startswith("rng_state")
+def route_saves(trainer, publisher: CheckpointPublisher) -> None:
+    """Make `trainer` snapshot its checkpoints through `publisher` instead of
+    writing them itself (the Trainer calls `_save_checkpoint` when a callback
+    sets `should_save`, then `on_save`)."""
+    if not callable(getattr(trainer, "_save_checkpoint", None)):
+        raise RuntimeError("this transformers Trainer has no _save_checkpoint to route")
+
+    def _save_checkpoint(model, trial=None):
+        publisher.save(trainer)
+
+    trainer._save_checkpoint = _save_checkpoint
+
+
+class _Publication:
+    """One checkpoint's work on the writer thread (a writer.WriteJob)."""
+
+    def __init__(self, publisher: CheckpointPublisher, *, number: int, slot: HostSlot,
+                 snapshot: Snapshot, eval_loss: Future, train_loss: float | None):
+        self.publisher = publisher
+        self.number = number
+        self.slot = slot
+        self.snapshot = snapshot
+        self.eval_loss = eval_loss
+        self.train_loss = train_loss
+        self.staging: Path | None = None
+
+    def run(self) -> None:
+        pub = self.publisher
+        self.staging = Path(tempfile.mkdtemp(prefix=f".staging-{self.number:06d}-", dir=pub.root))
+        (self.staging / STATE_DIR).mkdir()
+        write_snapshot(self.snapshot, self.staging, pub.save_model)
+        path = publish_checkpoint(
+            staging_dir=self.staging,
+            checkpoints_root=pub.root,
+            number=self.number,
+            step=self.snapshot.step,
+            epoch=self.snapshot.epoch,
+            base_model=pub.base_model,
+            hyper_parameters=pub.hyper_parameters,
+            extra={**pub.extra, "eval_loss": self.eval_loss.result(),
+                   "train_loss": self.train_loss},
+        )
+        self.staging = None  # renamed: published
+        pub.published.append(self.number)
+        pub.events.checkpoint(self.number, path, read_manifest(path))
+
+    def discard(self) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
 
 
 class CheckpointPublisher(TrainerCallback):
@@ -47,6 +107,8 @@ class CheckpointPublisher(TrainerCallback):
         hyper_parameters: dict,
         extra: dict,
         eval_loss: Callable[[object], float | None],
+        save_model: Callable[[Any, Path], None],
+        max_in_flight: int = MAX_IN_FLIGHT,
     ):
         self.events = events
         self.params = params
@@ -56,6 +118,11 @@ class CheckpointPublisher(TrainerCallback):
         self.hyper_parameters = hyper_parameters
         self.extra = extra
         self.eval_loss = eval_loss
+        self.save_model = save_model
+        """Writes a model (the snapshot's shadow) into a directory, from_pretrained-loadable."""
+        self.writer = CheckpointWriter(limit=max_in_flight)
+        self.timings: list[dict] = []
+        """Per checkpoint: how long the loop was held and how much host memory the snapshot took."""
         self.stop_reason: str | None = None
         self.last_saved_step: int | None = None
         self.last_loss: float | None = None
@@ -81,6 +148,7 @@ class CheckpointPublisher(TrainerCallback):
         self._progress(state)
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.writer.check()  # a failed background write fails the job at the next step
         self._progress(state)
         limit = self.params.timeout_seconds
         if self.events.should_stop():
@@ -114,36 +182,54 @@ class CheckpointPublisher(TrainerCallback):
 
     # -- publishing ----------------------------------------------------------------
 
-    def on_save(self, args, state, control, model=None, **kwargs):
-        source = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+    def save(self, trainer) -> None:
+        """Checkpoint `trainer` at its current step; the loop waits only for the
+        snapshot (and for a free slot when the limit is in flight) and the eval loss."""
+        began = time.perf_counter()
+        slot = self.writer.acquire()
+        acquired = time.perf_counter()
+        try:
+            snapshot = slot.capture(trainer)
+        except BaseException:
+            self.writer.release(slot)
+            raise
+        captured = time.perf_counter()
         number = self.next_number
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{number:06d}-", dir=self.root))
-        (staging / STATE_DIR).mkdir()
-        for entry in sorted(source.iterdir()):
-            if entry.name in DROPPED_FILES:
-                continue
-            target = staging / STATE_DIR if is_state_file(entry.name) else staging
-            shutil.move(str(entry), str(target / entry.name))
-        eval_loss = self.eval_loss(model)
-        path = publish_checkpoint(
-            staging_dir=staging,
-            checkpoints_root=self.root,
-            number=number,
-            step=state.global_step,
-            epoch=round(float(state.epoch or 0.0), 6),
-            base_model=self.base_model,
-            hyper_parameters=self.hyper_parameters,
-            extra={**self.extra, "eval_loss": eval_loss, "train_loss": self.last_loss},
-        )
-        shutil.rmtree(source, ignore_errors=True)
+        eval_loss: Future = Future()
+        self.writer.submit(_Publication(self, number=number, slot=slot, snapshot=snapshot,
+                                        eval_loss=eval_loss, train_loss=self.last_loss))
         self.next_number += 1
-        self.last_saved_step = state.global_step
-        self.published.append(number)
-        self.events.checkpoint(number, path, read_manifest(path))
-        if self._no_longer_improving(eval_loss):
+        self.last_saved_step = snapshot.step
+        try:
+            value = self.eval_loss(trainer.model)
+        except BaseException as exc:
+            eval_loss.set_exception(exc)  # the writer discards the checkpoint
+            raise
+        eval_loss.set_result(value)
+        done = time.perf_counter()
+        timing = {"number": number, "step": snapshot.step, "snapshot_bytes": snapshot.nbytes,
+                  "wait_s": acquired - began, "snapshot_s": captured - acquired,
+                  "eval_s": done - captured, "blocked_s": done - began}
+        self.timings.append(timing)
+        log.info(
+            "checkpoint %d (step %d): snapshot of %.1f MiB in host memory (at most %d in "
+            "flight); loop held %.3f s: %.3f s waiting for a slot, %.3f s copying, "
+            "%.3f s eval loss", number, snapshot.step, snapshot.nbytes / 2**20,
+            self.writer.limit, timing["blocked_s"], timing["wait_s"], timing["snapshot_s"],
+            timing["eval_s"],
+        )
+        if self._no_longer_improving(value):
             self.stop_reason = "early_stopping"
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.stop_reason == "early_stopping":
             control.should_training_stop = True
         return control
+
+    def finish(self, *, raise_failure: bool = True) -> None:
+        """Wait for every checkpoint in flight to publish (the final one, or the
+        last one before a cancel); raise a background failure if asked."""
+        self.writer.close(raise_failure=raise_failure)
 
     def _no_longer_improving(self, eval_loss: float | None) -> bool:
         """Early stopping on the eval loss (other metrics arrive with evaluation)."""

@@ -31,13 +31,17 @@ def run_job(
     events: TrainingEvents,
     resume_from: Path | None = None,
     next_number: int = 1,
+    checkpoints_in_flight: int | None = None,
 ) -> dict:
     """Train `spec` in `workdir`, publishing checkpoints under `workdir/checkpoints`.
 
     Numbering starts at `next_number`; `resume_from` is a published checkpoint
-    (with `state/`) of this same job to continue from. Returns
-    {steps, max_steps, epochs, final_loss, stopped, stop_reason, checkpoints,
-    initial_eval_loss}. Raises TrainingError with a message for the user.
+    (with `state/`) of this same job to continue from. Checkpoints are written
+    in the background, at most `checkpoints_in_flight` at once (default
+    writer.MAX_IN_FLIGHT); every one is published before this returns.
+    Returns {steps, max_steps, epochs, final_loss, stopped, stop_reason,
+    checkpoints, initial_eval_loss, checkpoint_timings}. Raises TrainingError
+    with a message for the user.
     """
     try:
         params = parse_parameters(spec.hyper_parameters)
@@ -52,6 +56,7 @@ def run_job(
         )
 
     from tuneyard.training.runtime import clear_errors, quiet_libraries
+    from tuneyard.training.writer import MAX_IN_FLIGHT
 
     quiet_libraries()
     workdir = Path(workdir)
@@ -65,6 +70,7 @@ def run_job(
         events=events,
         resume_from=Path(resume_from) if resume_from is not None else None,
         next_number=next_number,
+        max_in_flight=checkpoints_in_flight or MAX_IN_FLIGHT,
     )
     ctx.checkpoints_root.mkdir(parents=True, exist_ok=True)
     clean_leftovers(ctx.checkpoints_root)  # a crashed earlier attempt's half-written files

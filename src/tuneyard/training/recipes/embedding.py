@@ -5,6 +5,8 @@ format (modules.json, pooling config, ...): `SentenceTransformer(path)` loads on
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tuneyard.training.eval_loss import embedding_loss
 from tuneyard.training.features import downsample
 from tuneyard.training.job import JobSpec, TrainingError
@@ -46,18 +48,18 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
     def eval_loss(m):
         return embedding_loss(m, eval_pairs, params.per_device_eval_batch_size)
 
+    def save_model(shadow, directory: Path) -> None:
+        # No model card: writing README.md encodes sample inputs at every
+        # save (seconds per checkpoint) for a file no checkpoint needs.
+        # The module layout and tokenizer are saved as usual.
+        shadow.save_pretrained(str(directory), create_model_card=False)
+
     publisher = ctx.publisher(
         extra={"is_lora": False, "labels": None, "max_seq_length": model.max_seq_length},
         eval_loss=eval_loss,
+        save_model=save_model,
     )
-    class Trainer(SentenceTransformerTrainer):
-        def _save(self, output_dir: str | None = None, state_dict=None) -> None:
-            # No model card: writing README.md encodes sample inputs at every
-            # save (seconds per checkpoint) for a file no checkpoint needs.
-            # The module layout and tokenizer are saved as usual.
-            self.model.save_pretrained(output_dir or self.args.output_dir, create_model_card=False)
-
-    trainer = Trainer(
+    trainer = SentenceTransformerTrainer(
         model=model,
         args=trainer_arguments(params, output_dir=ctx.trainer_dir,
                                args_class=SentenceTransformerTrainingArguments),

@@ -15,7 +15,7 @@ from tuneyard.training.eval_loss import sequence_loss
 from tuneyard.training.features import PadCollator, downsample, sequence_features
 from tuneyard.training.job import JobSpec, TrainingError
 from tuneyard.training.loading import load_for_training, load_tokenizer
-from tuneyard.training.loop import RunContext, fit
+from tuneyard.training.loop import RunContext, fit, pretrained_saver
 from tuneyard.training.runtime import trainer_arguments
 
 
@@ -96,7 +96,8 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
              "max_seq_length": max_len}
     if is_lora:
         extra["base_model_path"] = base_ref
-    publisher = ctx.publisher(extra=extra, eval_loss=eval_loss)
+    publisher = ctx.publisher(extra=extra, eval_loss=eval_loss,
+                              save_model=pretrained_saver(tokenizer))
     trainer = Trainer(
         model=model,
         args=trainer_arguments(params, output_dir=ctx.trainer_dir),

@@ -7,7 +7,7 @@ from tuneyard.training.eval_loss import causal_lm_loss
 from tuneyard.training.features import PadCollator, downsample, text_generation_features
 from tuneyard.training.job import JobSpec, TrainingError
 from tuneyard.training.loading import load_for_training, load_tokenizer
-from tuneyard.training.loop import RunContext, fit
+from tuneyard.training.loop import RunContext, fit, pretrained_saver
 from tuneyard.training.runtime import trainer_arguments
 
 
@@ -43,7 +43,8 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
     extra = {"is_lora": is_lora, "labels": None, "max_seq_length": max_len}
     if is_lora:
         extra["base_model_path"] = base_ref
-    publisher = ctx.publisher(extra=extra, eval_loss=eval_loss)
+    publisher = ctx.publisher(extra=extra, eval_loss=eval_loss,
+                              save_model=pretrained_saver(tokenizer))
     trainer = Trainer(
         model=model,
         args=trainer_arguments(params, output_dir=ctx.trainer_dir),
