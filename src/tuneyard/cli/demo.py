@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from ._output import err, fail, note, out, status_style, table
 
@@ -408,10 +407,9 @@ def _goodbye(server: Server, run: Tour, *, keep: bool) -> None:
     rows += [("project", run.project), ("datasets", f"{run.train} (train), {run.test} (test)"),
              ("job", f"{run.job}, best checkpoint {run.best}"),
              ("deployment", f"{run.deployment} (model name {run.deployment_name})")]
-    grid = Table.grid(padding=(0, 2))
+    width = max(len(name) for name, _ in rows)
     for name, text in rows:
-        grid.add_row(f"  {name}", text)
-    out.print(grid)
+        out.print(f"  {name:<{width}}  {text}", markup=False)
     commands = [
         login,
         f"tuneyard projects use {run.project}",
