@@ -41,6 +41,12 @@ serve: setup
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/tuneyard demo $(if $(KEEP),--keep,) $(if $(PORT),--port $(PORT),)
 
+# Benchmarks (not tests: CI runs only their smoke test). Each figure is a ratio
+# against a baseline measured in the same run; see bench/RESULTS.md.
+bench: setup
+	bash bench/setup.sh
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run $(BENCH_ARGS)
+
 lint: setup
 	$(BIN)/ruff check src tests
 
