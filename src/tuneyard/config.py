@@ -27,7 +27,8 @@ class Settings(BaseSettings):
     """SQLAlchemy URL of the metadata database; default: SQLite file `<home>/tuneyard.db`."""
 
     storage_url: str | None = None
-    """Where artifacts live: a local directory (default `<home>/artifacts`) or `s3://bucket/prefix`."""
+    """Where artifacts live: a local directory (default `<home>/artifacts`).
+    S3 (`s3://bucket/prefix`) is not supported yet."""
 
     public_url: str = "http://127.0.0.1:8000"
     """Base URL clients use to reach this server; download URLs are built on it."""

@@ -29,7 +29,11 @@ def serve(
         # Download URLs must point at where this server really listens.
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         settings.public_url = f"http://{shown}:{port}"
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    try:
+        app = create_app(settings)
+    except (NotImplementedError, ValueError) as exc:  # e.g. an unsupported storage URL
+        fail(str(exc))
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def worker() -> None:

@@ -83,7 +83,8 @@ class TrainingParameters:
     save_steps: int = _p(500, ge=1)
     """Steps between checkpoints when save_strategy is 'steps'."""
     keep_checkpoints: int = _p(0, ge=0)
-    """How many of the newest checkpoints to keep; 0 keeps all."""
+    """Keep the weights of this many best checkpoints (by metric_for_best_model)
+    plus the latest; 0 keeps all."""
     timeout_seconds: int = _p(0, ge=0)
     """Wall-clock limit for the whole job; 0 means none."""
     metric_for_best_model: str = "loss"
