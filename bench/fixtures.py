@@ -226,20 +226,29 @@ def running_job(home: Path, hyper_parameters: dict | None = None):
     return engine, job
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    pid: int
+
+
 @contextlib.contextmanager
-def tuneyard_server(home: Path, *, log_path: Path, cpus: str | None = None) -> Iterator[str]:
-    """`tuneyard serve --no-worker` on `home`, on a free loopback port; yields its URL."""
+def tuneyard_server(home: Path, *, log_path: Path, cpus: str | None = None,
+                    env: dict | None = None) -> Iterator[Server]:
+    """`tuneyard serve --no-worker` on `home`, on a free loopback port."""
     port = free_port()
     argv = [sys.executable, "-m", "tuneyard.cli", "serve", "--no-worker",
             "--host", "127.0.0.1", "--port", str(port)]
-    with Process(pinned(argv, cpus), log_path=log_path, env=server_env(home)) as proc:
+    with Process(pinned(argv, cpus), log_path=log_path,
+                 env={**server_env(home), **(env or {})}) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/healthz", proc)
-        yield url
+        yield Server(url, proc.pid)
 
 
 @contextlib.contextmanager
-def uvicorn_app(app: str, *, log_path: Path, env: dict, cpus: str | None = None) -> Iterator[str]:
+def uvicorn_app(app: str, *, log_path: Path, env: dict,
+                cpus: str | None = None) -> Iterator[Server]:
     """`uvicorn <app>` with its defaults (as `tuneyard serve` runs it: access log on)."""
     port = free_port()
     argv = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
@@ -247,4 +256,4 @@ def uvicorn_app(app: str, *, log_path: Path, env: dict, cpus: str | None = None)
     with Process(pinned(argv, cpus), log_path=log_path, env=env) as proc:
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/healthz", proc)
-        yield url
+        yield Server(url, proc.pid)

@@ -20,30 +20,42 @@ FIGURES = {
 }
 
 HOW = {
-    "P1": "`run_job` with the worker's `DbEvents` (real SQLite + local store), step times "
-          "from the per-step `should_stop` poll, median of steady steps (after 3 warm-up "
-          "steps, not the steps holding a checkpoint) vs a plain PyTorch loop (fused AdamW, "
-          "clipping, linear schedule) on the same 42M-parameter Llama, 64-token examples, "
-          "batch 8, 20 steps; bare, tuneyard, bare in separate processes.",
-    "P2": "the same job checkpoints every 5 steps: the interval after a checkpoint step "
-          "minus the median step = time the loop was blocked; baseline: the bare loop's "
-          "synchronous `safetensors` + `torch.save` of weights and AdamW state with fsync.",
+    "P1": "`run_job` with the worker's `DbEvents` (real SQLite + local store) against a "
+          "plain PyTorch loop (fused AdamW, clipping, linear schedule), same 42M-parameter "
+          "Llama (32k vocab, tied), 64-token examples, batch 8, 26 steps, a checkpoint "
+          "every 8. The two run in lockstep in two processes (tuneyard's step k, then the "
+          "bare step k, handing a baton through FIFOs), each step timed only while its arm "
+          "holds the baton; step times from the per-step `should_stop` poll. Steady steps: "
+          "after 3 warm-up steps, while no checkpoint work (in the loop or in the "
+          "background) is under way. Values: median tokens/s; ratio: median over pairs.",
+    "P2": "the same runs: tuneyard's time at the Trainer's save point (its save, the "
+          "`on_save` callbacks: everything the loop waits for, including the eval loss on "
+          "the 20 held-out examples) against the bare loop's synchronous `safetensors` + "
+          "`torch.save` of weights and AdamW state with fsync at the same step; median "
+          "over the pairs of mid-run checkpoints.",
     "P3": "the checkpoint's files serialized in memory, then staging write + "
           "`publish_checkpoint` + the worker's `DbEvents.checkpoint` (store `put_file` of "
-          "every file, archive, archive `put_file`, DB row) vs one sequential write + fsync "
-          "of the same bytes; 3 alternating rounds, medians.",
-    "P4": "`tuneyard serve --no-worker` on a seeded SQLite home vs a bare FastAPI route "
-          "returning the same bytes under the same uvicorn; wrk -c32, 10 s, 2 alternating "
-          "rounds (best of each); servers pinned to one core, wrk to the other.",
+          "every file, archive, archive `put_file`, DB row) against one sequential write + "
+          "fsync of the same bytes; 3 rounds, each a raw write then a tuneyard write; "
+          "ratio: median over rounds.",
+    "P4": "`tuneyard serve --no-worker` on a seeded SQLite home against a bare FastAPI "
+          "route returning the same bytes under the same uvicorn; wrk, 32 connections, "
+          "10 s, 2 rounds (baseline then tuneyard), each server drained and answering "
+          "again before the next load; servers pinned to one core, wrk to the other; "
+          "successful answers only; ratio: median over rounds.",
     "P5": "the `model_download_url` of a seeded checkpoint whose 1 GiB archive is in the "
-          "store vs nginx (sendfile) serving the same file (hard link); curl to /dev/null, "
-          "3 alternating rounds, best of each; pinned as P4.",
-    "P6": "greedy, 32 new tokens, same prompt: through the deployments API when it exists, "
-          "else the deployment's model server (`start_model_server` + `ModelServerClient`) "
-          "vs tokenize + `model.generate` + decode in-process; alternating, medians.",
-    "P7": "two `tuneyard serve` homes, 100 jobs / 1,000 checkpoints vs 10,000 / 100,000 "
-          "(the user's project holds 100 jobs of 10 checkpoints in both); one client "
-          "alternates between them; median latency of each list, the worst ratio counts.",
+          "store (written with the store's own `put`) against nginx (sendfile) serving "
+          "the same file (hard link), both from the page cache; curl to /dev/null; 3 "
+          "rounds (nginx then tuneyard), pinned as P4; ratio: median over rounds.",
+    "P6": "greedy, 32 new tokens, same prompt, P1's model: through the deployments API "
+          "(the checkpoint published by the worker's code, deployed by `tuneyard serve`) "
+          "when it exists, else the deployment's model server (`start_model_server` + "
+          "`ModelServerClient`), against tokenize + `model.generate` + decode "
+          "in-process; 12 alternating requests after 2 warm-up; ratio: median over pairs.",
+    "P7": "two `tuneyard serve` homes, 100 jobs / 1,000 checkpoints and 10,000 / 100,000 "
+          "(the user's project holds 100 jobs of 10 checkpoints in both; other users' "
+          "projects fill the large one); one client alternates requests between them; "
+          "per list, the median over pairs of large/small latency; the worst list counts.",
 }
 
 
