@@ -129,6 +129,10 @@ class TrainingJobDetail(TrainingJobSummary):
 class TestResults(BaseModel):
     general_test_result: str | None
     aggregated_test_result: dict[str, str]
+    details_test_result: str | None = Field(
+        None, description="extra: signed URL of a JSON file with what is not per example "
+                          "(classification per-class scores and confusion matrix, test "
+                          "function summaries, generated samples)")
 
 
 class TrainingJobCheckpoint(BaseModel):

@@ -69,6 +69,9 @@ def test_trained_classifier_answers_what_its_evaluation_predicted(client, projec
     results = client.get(last["test_results"]["general_test_result"].removeprefix(
         "http://testserver")).text.splitlines()
     predicted = {json.loads(r)["input"]: json.loads(r)["predicted_output"] for r in results}
+    details = client.get(last["test_results"]["details_test_result"].removeprefix(
+        "http://testserver")).json()
+    assert set(details["per_class"]) == {"pos", "neg"} and details["confusion_matrix"]
 
     dep = deploy(job["id"], last["checkpoint"], name="sentiment")
     base = f"/v1/projects/{project['id']}/deployments/{dep['id']}"

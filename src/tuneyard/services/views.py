@@ -64,8 +64,12 @@ def test_results_view(settings: Settings, document: dict | None,
     if not document or "aggregated_test_result" not in document:
         return None
     key = document.get("general_test_result_key")
+    details = document.get("details_key")
     return TestResults(
         general_test_result=download_url(settings, key=key, filename=filename) if key else None,
+        details_test_result=download_url(
+            settings, key=details, filename=filename.replace(".jsonl", ".details.json"),
+        ) if details else None,
         aggregated_test_result={k: str(v) for k, v in
                                 (document.get("aggregated_test_result") or {}).items()},
     )
