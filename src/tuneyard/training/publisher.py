@@ -38,7 +38,7 @@ from transformers import TrainerCallback
 from tuneyard.training.checkpoint import STATE_DIR, publish_checkpoint, read_manifest
 from tuneyard.training.job import TrainingEvents
 from tuneyard.training.params import TrainingParameters
-from tuneyard.training.snapshot import HostSlot, Snapshot, write_snapshot
+from tuneyard.training.snapshot import BeforeOptimizerStep, HostSlot, Snapshot, write_snapshot
 from tuneyard.training.writer import MAX_IN_FLIGHT, CheckpointWriter
 
 log = logging.getLogger("tuneyard.training")
@@ -121,6 +121,7 @@ class CheckpointPublisher(TrainerCallback):
         self.save_model = save_model
         """Writes a model (the snapshot's shadow) into a directory, from_pretrained-loadable."""
         self.writer = CheckpointWriter(limit=max_in_flight)
+        self.before_step = BeforeOptimizerStep()
         self.timings: list[dict] = []
         """Per checkpoint: how long the loop was held and how much host memory the snapshot took."""
         self.stop_reason: str | None = None
@@ -196,6 +197,13 @@ class CheckpointPublisher(TrainerCallback):
         captured = time.perf_counter()
         number = self.next_number
         eval_loss: Future = Future()
+        timing = {"number": number, "step": snapshot.step, "snapshot_bytes": snapshot.nbytes,
+                  "wait_s": acquired - began, "snapshot_s": captured - acquired,
+                  "eval_s": 0.0, "deferred_wait_s": 0.0}
+        self.timings.append(timing)
+        if not snapshot.deferred.done:
+            self.before_step.add(trainer.optimizer, snapshot.deferred,
+                                 lambda seconds: self._held(timing, seconds))
         self.writer.submit(_Publication(self, number=number, slot=slot, snapshot=snapshot,
                                         eval_loss=eval_loss, train_loss=self.last_loss))
         self.next_number += 1
@@ -206,11 +214,8 @@ class CheckpointPublisher(TrainerCallback):
             eval_loss.set_exception(exc)  # the writer discards the checkpoint
             raise
         eval_loss.set_result(value)
-        done = time.perf_counter()
-        timing = {"number": number, "step": snapshot.step, "snapshot_bytes": snapshot.nbytes,
-                  "wait_s": acquired - began, "snapshot_s": captured - acquired,
-                  "eval_s": done - captured, "blocked_s": done - began}
-        self.timings.append(timing)
+        timing["eval_s"] = time.perf_counter() - captured
+        timing["blocked_s"] = time.perf_counter() - began
         log.info(
             "checkpoint %d (step %d): snapshot of %.1f MiB in host memory (at most %d in "
             "flight); loop held %.3f s: %.3f s waiting for a slot, %.3f s copying, "
@@ -221,6 +226,15 @@ class CheckpointPublisher(TrainerCallback):
         if self._no_longer_improving(value):
             self.stop_reason = "early_stopping"
 
+    @staticmethod
+    def _held(timing: dict, seconds: float) -> None:
+        """The next optimizer step waited `seconds` for the deferred copy."""
+        timing["deferred_wait_s"] = seconds
+        timing["blocked_s"] = timing.get("blocked_s", 0.0) + seconds
+        if seconds >= 0.01:
+            log.info("checkpoint %d: the next optimizer step waited %.3f s for the host copy",
+                     timing["number"], seconds)
+
     def on_save(self, args, state, control, **kwargs):
         if self.stop_reason == "early_stopping":
             control.should_training_stop = True
@@ -229,6 +243,7 @@ class CheckpointPublisher(TrainerCallback):
     def finish(self, *, raise_failure: bool = True) -> None:
         """Wait for every checkpoint in flight to publish (the final one, or the
         last one before a cancel); raise a background failure if asked."""
+        self.before_step.close()
         self.writer.close(raise_failure=raise_failure)
 
     def _no_longer_improving(self, eval_loss: float | None) -> bool:
