@@ -157,13 +157,18 @@ def write_markdown(path: Path, *, machine: dict, results: list[Result], meta: di
         "",
         markdown_table(results),
         "",
+        "Load average (1 min) when each figure finished, a hint of how much other work "
+        "shared the cores: " + ", ".join(
+            f"{r.id} {r.details.get('load_average', '?')}"
+            for r in sorted(results, key=lambda r: r.id) if not r.error) + ".",
+        "",
     ]
     misses = [r for r in sorted(results, key=lambda r: r.id) if not r.passed]
     if misses:
         lines += ["## Misses: what limits them, what would close them", ""]
         for r in misses:
             text = f"error: {r.error}" if r.error else r.limits
-            lines.append(f"- **{r.id}** (ratio {fmt(r.ratio)}, goal {r.goal_op} {r.goal:g}): "
+            lines.append(f"- **{r.id}** (ratio {r.ratio:.3f}, goal {r.goal_op} {r.goal:g}): "
                          f"{text}")
         lines.append("")
     lines += ["## How each figure is measured", ""]

@@ -3,6 +3,7 @@
     python -m bench.run                  # everything (what `make bench` runs), ~10-15 min
     python -m bench.run --only P3,P4     # some figures; merged into the last results
     python -m bench.run --quick          # seconds-long smoke mode (tiny sizes)
+    python -m bench.run --render         # reprint the last table, rewrite RESULTS.md
 
 A full run writes `bench/results.json` (git-ignored) and `bench/RESULTS.md`
 (the latest table, the machine, and for each miss what limits it). A quick
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds-long smoke mode: tiny sizes, figures meaningless")
     parser.add_argument("--only", default="",
                         help="comma-separated figures to run, e.g. P3,P4 (default: all)")
+    parser.add_argument("--render", action="store_true",
+                        help="run nothing: print the table of the last results.json and "
+                             "rewrite RESULTS.md from it")
     parser.add_argument("--out", type=Path, default=None,
                         help="directory for results.json/RESULTS.md (default: bench/ for a "
                              "full run, nowhere for --quick)")
@@ -64,8 +68,24 @@ def failed(figure: str, error: str, *, quick: bool, stamp: str) -> Result:
                   measured_at=stamp)
 
 
+def render(out: Path) -> int:
+    data = load(out / "results.json")
+    if not data.get("results"):
+        print(f"no results in {out / 'results.json'}: run the benchmarks first")
+        return 1
+    results = [Result.from_json(r) for r in data["results"]]
+    meta = {k: v for k, v in data.items() if k not in ("machine", "results")}
+    print_table(results, title="tuneyard benchmarks (last run)")
+    write_markdown(out / "RESULTS.md", machine=data.get("machine", {}), results=results,
+                   meta=meta)
+    print(f"wrote {out / 'RESULTS.md'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        return render(args.out or BENCH_DIR)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     started = time.monotonic()
