@@ -11,7 +11,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -19,6 +19,7 @@ class Settings(BaseSettings):
     """tuneyard's configuration; each field is the variable `TUNEYARD_<NAME>`."""
 
     model_config = SettingsConfigDict(env_prefix="TUNEYARD_", extra="ignore")
+    _secret: bytes | None = PrivateAttr(None)
 
     home: Path = Field(default_factory=lambda: Path.home() / ".tuneyard")
     """Directory holding every local artifact (default `~/.tuneyard`)."""
@@ -71,6 +72,11 @@ class Settings(BaseSettings):
         """The URL-signing secret: configured, or created once (0600) in the home."""
         if self.secret_key:
             return self.secret_key.encode()
+        if self._secret is None:  # read once: every signed URL needs it
+            self._secret = self._load_secret()
+        return self._secret
+
+    def _load_secret(self) -> bytes:
         path = self.ensure_home() / "secret.key"
         if not path.exists():
             # O_EXCL: two processes starting together must not write two secrets.

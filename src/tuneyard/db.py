@@ -29,8 +29,12 @@ def normalize_url(url: str) -> str:
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        # The pool must cover FastAPI's threadpool (40 threads): a request holds
+        # its connection from the key lookup to the end, and a smaller pool
+        # stalls the server under concurrent load (bench P4).
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_pre_ping=True,
+            pool_size=20, max_overflow=30,
         )
 
         @event.listens_for(engine, "connect")
@@ -45,7 +49,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=30)
 
 
 @lru_cache
