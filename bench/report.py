@@ -22,17 +22,21 @@ FIGURES = {
 HOW = {
     "P1": "`run_job` with the worker's `DbEvents` (real SQLite + local store) against a "
           "plain PyTorch loop (fused AdamW, clipping, linear schedule), same 42M-parameter "
-          "Llama (32k vocab, tied), 64-token examples, batch 8, 26 steps, a checkpoint "
-          "every 8. The two run in lockstep in two processes (tuneyard's step k, then the "
+          "Llama (32k vocab, tied), 64-token examples, batch 8, 22 steps, a checkpoint "
+          "every 7. The two run in lockstep in two processes (tuneyard's step k, then the "
           "bare step k, handing a baton through FIFOs), each step timed only while its arm "
           "holds the baton; step times from the per-step `should_stop` poll. Steady steps: "
           "after 3 warm-up steps, while no checkpoint work (in the loop or in the "
-          "background) is under way. Values: median tokens/s; ratio: median over pairs.",
-    "P2": "the same runs: tuneyard's time at the Trainer's save point (its save, the "
-          "`on_save` callbacks: everything the loop waits for, including the eval loss on "
-          "the 20 held-out examples) against the bare loop's synchronous `safetensors` + "
-          "`torch.save` of weights and AdamW state with fsync at the same step; median "
-          "over the pairs of mid-run checkpoints.",
+          "background) is under way. Values: median tokens/s; ratio: median over pairs "
+          "(results.json adds the same ratio in CPU time, steadier on a busy machine).",
+    "P2": "the same runs: tuneyard's time at the Trainer's save point (timed around "
+          "`_maybe_log_save_evaluate` when it saves: the save and the `on_save` callbacks, "
+          "so everything the loop waits for, the eval loss on the 20 held-out examples "
+          "included) plus any wait of the next step for copies the publisher deferred, "
+          "against the bare loop's synchronous `safetensors` + `torch.save` of weights and "
+          "AdamW state with fsync at the same step; the fastest of the 3 mid-run "
+          "checkpoints on each side (a hold is mostly computation and a save mostly I/O, "
+          "so other load does not hit a pair alike; it only ever adds time).",
     "P3": "the checkpoint's files serialized in memory, then staging write + "
           "`publish_checkpoint` + the worker's `DbEvents.checkpoint` (store `put_file` of "
           "every file, archive, archive `put_file`, DB row) against one sequential write + "
@@ -51,7 +55,9 @@ HOW = {
           "(the checkpoint published by the worker's code, deployed by `tuneyard serve`) "
           "when it exists, else the deployment's model server (`start_model_server` + "
           "`ModelServerClient`), against tokenize + `model.generate` + decode "
-          "in-process; 12 alternating requests after 2 warm-up; ratio: median over pairs.",
+          "in-process; 8 alternating requests after 1 warm-up, one torch thread on both "
+          "sides (two OpenMP threads on a shared 2-core machine turn other load into "
+          "multi-second stalls); ratio: median over pairs.",
     "P7": "two `tuneyard serve` homes, 100 jobs / 1,000 checkpoints and 10,000 / 100,000 "
           "(the user's project holds 100 jobs of 10 checkpoints in both; other users' "
           "projects fill the large one); one client alternates requests between them; "
