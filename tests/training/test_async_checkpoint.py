@@ -1,12 +1,18 @@
 """Checkpoints written in the background on the tiny LM: the loop does not wait
 for the write, back-pressure bounds what is in flight, failures fail the job,
-a cancel publishes the checkpoint in flight, numbers report in order.
+a cancel publishes the checkpoint in flight, numbers report in order, and a
+process killed mid-write leaves nothing that looks like a checkpoint.
 
 Assertions are about order (what happened before what, recorded from the
 training thread by a TrainerCallback and from the writer's thread by the
 events), never about how long something took.
 """
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,7 +22,7 @@ from transformers import TrainerCallback
 import tuneyard.training.publisher as publisher_module
 import tuneyard.training.recipes.text_generation as text_generation
 from tuneyard.training import TrainingError, run_job
-from tuneyard.training.checkpoint import list_published, verify_checkpoint
+from tuneyard.training.checkpoint import checkpoint_dir, list_published, verify_checkpoint
 
 from .conftest import RecordingEvents
 
@@ -244,3 +250,48 @@ def test_snapshot_memory_is_accounted_and_lora_copies_only_the_adapter(
     assert 0 < lora_timing["snapshot_bytes"] < weights
     for timing in (full_timing, lora_timing):
         assert {"wait_s", "snapshot_s", "eval_s", "blocked_s"} <= set(timing)
+
+
+CRASH = """
+import json, os, signal, sys
+from pathlib import Path
+import tuneyard.training.publisher as publisher
+from tuneyard.training import JobSpec, NullEvents, resolve_parameters, run_job
+
+model, workdir, data = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
+real = publisher.publish_checkpoint
+
+def publish_checkpoint(*, staging_dir, number, **kwargs):
+    if number == 2:  # every file of checkpoint 2 written, its manifest not yet: die
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(staging_dir=staging_dir, number=number, **kwargs)
+
+publisher.publish_checkpoint = publish_checkpoint
+spec = JobSpec(job_id="tr-crash", task_type="text-generation", base_model="tuneyard-tiny-lm",
+               model_path=model, train_examples=data["train"], eval_examples=data["eval"],
+               hyper_parameters=resolve_parameters(data["params"]))
+run_job(spec, workdir=workdir, events=NullEvents())
+"""
+
+
+def test_a_crash_mid_write_leaves_no_visible_checkpoint(
+    tmp_path, tiny_lm, letter_data, job, make_events
+):
+    train, evaluation = letter_data
+    data = {"train": train, "eval": evaluation, "params": PARAMS}
+    child = subprocess.run(
+        [sys.executable, "-c", CRASH, str(tiny_lm), str(tmp_path), json.dumps(data)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=300,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    root = tmp_path / "checkpoints"
+    assert list_published(root) == [1]  # 2 is not a checkpoint...
+    (staging,) = [p for p in root.iterdir() if p.name.startswith(".staging-000002-")]
+    assert any(staging.rglob("*.safetensors")) and not (staging / "checkpoint.json").exists()
+    # ...and the next attempt removes its files, resumes from 1 and publishes 2 whole.
+    events = make_events()
+    summary = run_job(job(tiny_lm, train, evaluation, **PARAMS), workdir=tmp_path,
+                      events=events, resume_from=checkpoint_dir(root, 1), next_number=2)
+    assert summary["checkpoints"] == [2] and list_published(root) == [1, 2]
+    assert not staging.exists()
+    verify_checkpoint(checkpoint_dir(root, 2))

@@ -13,12 +13,17 @@ resume state under `state/`), published with the checkpoint protocol
 The callback also reports progress and loss, and stops training cleanly on
 cancel, timeout or early stopping.
 
-Why the eval loss stays in the loop: it needs a forward pass over the eval
-set, which on an accelerator is fast on the live model and very slow on the
-host copy; keeping it here also keeps early stopping decided at the step it
-was decided at before, so runs stay deterministic. The writer overlaps with
-it: the snapshot is submitted first and the writer only waits for the loss
-when it writes the manifest.
+Why the eval loss stays in the loop, although it is now most of what the
+loop waits for at a checkpoint (57M-parameter model, 7 eval examples, 2-core
+CPU: 0.3-0.5 s alone, against a few ms for the snapshot): it is a forward
+pass over the eval set, fast on an accelerator with the live model, while
+the host copy would run it on the CPU, orders of magnitude slower for a real
+model, and stretch every checkpoint's time in flight (back-pressure). On a
+CPU-only machine moving it to the writer's thread would hide it from the
+loop but not free the cores the loop trains on. And here early stopping is
+decided at the step it always was, so a run stays deterministic. The writer
+overlaps with it: the snapshot is submitted first, and the writer waits for
+the loss only when it writes the manifest.
 """
 
 from __future__ import annotations
