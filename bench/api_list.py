@@ -130,7 +130,9 @@ def run(*, quick: bool, log_dir: Path) -> list[Result]:
         id="P4", measure=f"GET …/checkpoints ({count}), req/s at {clients} clients",
         unit="req/s", tuneyard=ty.rps, baseline=base.rps, ratio=paired,
         goal_op=">=", goal=0.5, baseline_name="bare FastAPI route returning the same bytes",
-        details={"body_bytes": len(body), "tool": ty.tool, "seconds_per_round": seconds,
+        details={"body_bytes": len(body), "checkpoints": count,
+                 "signed_urls": body.count(b"/v1/files/"), "tool": ty.tool,
+                 "seconds_per_round": seconds,
                  "rounds": rounds, "pinned": {"server": server_cpus, "client": client_cpus},
                  "tuneyard": summary(ty), "baseline": summary(base),
                  "rounds_rps": {n: [r.rps for r in runs] for n, runs in loads.items()},
@@ -146,38 +148,38 @@ def run(*, quick: bool, log_dir: Path) -> list[Result]:
 
 
 def _limits(result: Result, few: dict, stalls: dict, seconds: float) -> str:
-    ty = result.details["tuneyard"]
+    d = result.details
+    ty = d["tuneyard"]
     stall = max(stalls["tuneyard"], default=0.0)
     if ty["rps"] == 0:
-        first = (f"tuneyard answered no request within the {seconds:.0f} s at "
-                 f"{CONNECTIONS} clients")
+        text = (f"tuneyard answered no request within the {seconds:.0f} s at "
+                f"{CONNECTIONS} clients")
     else:
-        first = (f"{ty['rps']:.1f} req/s (p50 {ty['p50_ms']:.0f} ms, p99 "
-                 f"{ty['p99_ms']:.0f} ms) against {result.baseline:.0f} req/s")
-    text = (
-        f"{first}. The SQLite engine keeps SQLAlchemy's default pool (5 connections + 10 "
-        "overflow) under FastAPI's 40-thread threadpool, and a request holds its "
-        "connection from the API-key lookup to the session's close: with more concurrent "
-        "requests than connections the server stops answering until the pool's 30 s "
-        "timeout fires (the log shows `QueuePool limit of size 5 overflow 10 reached, "
-        "connection timed out, timeout 30`; those requests answer 500)"
-    )
-    if stall > 2:
-        text += f", and after the burst its next answer took {stall:.0f} s"
+        text = (f"{ty['rps']:.1f} req/s (p50 {ty['p50_ms']:.0f} ms, p99 {ty['p99_ms']:.0f} "
+                f"ms) against {result.baseline:.0f} req/s")
+    if ty["rps"] == 0 or ty["errors"] or stall > 2:
+        text += (
+            ". Under concurrency the server stalls: "
+            + (f"{ty['errors']} requests failed, " if ty["errors"] else "")
+            + (f"its next answer after the burst took {stall:.0f} s, " if stall > 2 else "")
+            + "the signature of a DB connection pool smaller than FastAPI's 40-thread "
+            "threadpool (a request holds its connection from the API-key lookup to the "
+            "session's close; the log shows `QueuePool limit ... connection timed out`): "
+            "size the pool to the threadpool in `db.make_engine`"
+        )
     if few:
-        f = result.details[f"at_{FEW}_clients"]
-        text += (f". Below the pool's size ({FEW} clients) it serves "
-                 f"{f['tuneyard']['rps']:.1f} req/s against {f['baseline']['rps']:.0f} "
-                 f"(ratio {f['ratio']:.3f}): the work per request")
-    else:
-        text += ". Then the work per request"
+        f = d[f"at_{FEW}_clients"]
+        text += (f". With {FEW} clients it serves {f['tuneyard']['rps']:.1f} req/s against "
+                 f"{f['baseline']['rps']:.0f} (ratio {f['ratio']:.3f})")
     text += (
-        " is 400 signed URLs, each calling `Settings.signing_secret()`, which mkdirs the "
-        "home and re-reads `secret.key`, 200 ORM rows with their JSON, and 200 pydantic "
-        "models validated again as the response model. What would close it: a pool as "
-        "large as the threadpool for SQLite in `db.make_engine` (in a trial: /healthz "
-        "at 32 clients 110 -> 526 req/s and no stall); the signing secret read once; the "
-        "serialized listing cached per job (keyed on its newest updated_at and a "
-        "URL-expiry bucket) and returned as bytes."
+        f". The gap is the work per request, all Python: the API-key and project lookups, "
+        f"the ORM load of the {d['checkpoints']} rows with their JSON columns, "
+        f"{d['signed_urls']} signed download URLs (a JSON encode, an HMAC and base64 each), "
+        "and the pydantic models built by the route and validated again as its "
+        "response_model, against a route that only sends bytes. What would close it: "
+        "serve the listing from a cache of its serialized bytes per job (invalidated when "
+        "a checkpoint row of the job changes, and kept within the URLs' lifetime, e.g. "
+        "re-signed per expiry bucket), and skip the response_model re-validation by "
+        "returning a Response."
     )
     return text
