@@ -19,8 +19,8 @@ import time
 import pytest
 from transformers import TrainerCallback
 
+import tuneyard.training.loop as training_loop
 import tuneyard.training.publisher as publisher_module
-import tuneyard.training.recipes.text_generation as text_generation
 from tuneyard.training import TrainingError, run_job
 from tuneyard.training.checkpoint import checkpoint_dir, list_published, verify_checkpoint
 
@@ -63,13 +63,13 @@ def timeline(monkeypatch):
     """A Timeline callback added to the Trainer that run_job builds."""
     log: list = []
     callback = Timeline(log)
-    real_fit = text_generation.fit
+    real_fit = training_loop.fit
 
     def fit(trainer, publisher, ctx, **kwargs):
         trainer.add_callback(callback)
         return real_fit(trainer, publisher, ctx, **kwargs)
 
-    monkeypatch.setattr(text_generation, "fit", fit)
+    monkeypatch.setattr(training_loop, "fit", fit)
     return callback
 
 

@@ -147,3 +147,29 @@ def fit(trainer, publisher, ctx: RunContext, *, initial_eval_loss: float | None)
 
 def resumed_manifest(ctx: RunContext) -> dict | None:
     return read_manifest(ctx.resume_from) if ctx.resume_from is not None else None
+
+
+def fit_pretrained(ctx: RunContext, *, model, tokenizer, train_features, collate,
+                   extra: dict, eval_loss) -> dict:
+    """Train a transformers model with the HF Trainer, publishing through `ctx`.
+
+    The shared tail of the text-generation and sequence recipes.
+    """
+    from transformers import Trainer
+
+    from tuneyard.training.runtime import trainer_arguments
+
+    publisher = ctx.publisher(extra=extra, eval_loss=eval_loss,
+                              save_model=pretrained_saver(tokenizer))
+    trainer = Trainer(
+        model=model,
+        args=trainer_arguments(ctx.params, output_dir=ctx.trainer_dir),
+        train_dataset=train_features,
+        data_collator=collate,
+        processing_class=tokenizer,
+        callbacks=[publisher],
+    )
+    # After Trainer placed the model on its device; a resumed run starts from
+    # weights the Trainer loads later, so its "initial" loss means nothing.
+    initial = eval_loss(trainer.model) if ctx.resume_from is None else None
+    return fit(trainer, publisher, ctx, initial_eval_loss=initial)

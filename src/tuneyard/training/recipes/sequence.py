@@ -15,8 +15,7 @@ from tuneyard.training.eval_loss import sequence_loss
 from tuneyard.training.features import PadCollator, downsample, sequence_features
 from tuneyard.training.job import JobSpec, TrainingError
 from tuneyard.training.loading import load_for_training, load_tokenizer
-from tuneyard.training.loop import RunContext, fit, pretrained_saver
-from tuneyard.training.runtime import trainer_arguments
+from tuneyard.training.loop import RunContext, fit_pretrained
 
 
 def _data_labels(examples: list[dict]) -> list[str]:
@@ -54,7 +53,7 @@ def choose_labels(spec: JobSpec) -> list[str]:
 
 
 def train(spec: JobSpec, ctx: RunContext) -> dict:
-    from transformers import AutoModelForSequenceClassification, Trainer, set_seed
+    from transformers import AutoModelForSequenceClassification, set_seed
 
     params = ctx.params
     regression = spec.task_type == "regression"
@@ -96,15 +95,6 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
              "max_seq_length": max_len}
     if is_lora:
         extra["base_model_path"] = base_ref
-    publisher = ctx.publisher(extra=extra, eval_loss=eval_loss,
-                              save_model=pretrained_saver(tokenizer))
-    trainer = Trainer(
-        model=model,
-        args=trainer_arguments(params, output_dir=ctx.trainer_dir),
-        train_dataset=train_features,
-        data_collator=collate,
-        processing_class=tokenizer,
-        callbacks=[publisher],
-    )
-    initial = eval_loss(trainer.model) if ctx.resume_from is None else None
-    return fit(trainer, publisher, ctx, initial_eval_loss=initial)
+    return fit_pretrained(ctx, model=model, tokenizer=tokenizer,
+                          train_features=train_features, collate=collate, extra=extra,
+                          eval_loss=eval_loss)

@@ -7,12 +7,11 @@ from tuneyard.training.eval_loss import causal_lm_loss
 from tuneyard.training.features import PadCollator, downsample, text_generation_features
 from tuneyard.training.job import JobSpec, TrainingError
 from tuneyard.training.loading import load_for_training, load_tokenizer
-from tuneyard.training.loop import RunContext, fit, pretrained_saver
-from tuneyard.training.runtime import trainer_arguments
+from tuneyard.training.loop import RunContext, fit_pretrained
 
 
 def train(spec: JobSpec, ctx: RunContext) -> dict:
-    from transformers import AutoModelForCausalLM, Trainer, set_seed
+    from transformers import AutoModelForCausalLM, set_seed
 
     params = ctx.params
     set_seed(params.seed)  # LoRA initialisation is random too
@@ -43,17 +42,6 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
     extra = {"is_lora": is_lora, "labels": None, "max_seq_length": max_len}
     if is_lora:
         extra["base_model_path"] = base_ref
-    publisher = ctx.publisher(extra=extra, eval_loss=eval_loss,
-                              save_model=pretrained_saver(tokenizer))
-    trainer = Trainer(
-        model=model,
-        args=trainer_arguments(params, output_dir=ctx.trainer_dir),
-        train_dataset=train_features,
-        data_collator=collate,
-        processing_class=tokenizer,
-        callbacks=[publisher],
-    )
-    # After Trainer placed the model on its device; a resumed run starts from
-    # weights the Trainer loads later, so its "initial" loss means nothing.
-    initial = eval_loss(trainer.model) if ctx.resume_from is None else None
-    return fit(trainer, publisher, ctx, initial_eval_loss=initial)
+    return fit_pretrained(ctx, model=model, tokenizer=tokenizer,
+                          train_features=train_features, collate=collate, extra=extra,
+                          eval_loss=eval_loss)
