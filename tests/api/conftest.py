@@ -5,24 +5,6 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import ADMIN_KEY
-
-
-@pytest.fixture
-def app(settings):
-    from tuneyard.api.app import create_app
-    from tuneyard.db import make_engine
-
-    engine = make_engine(settings.resolved_database_url)
-    yield create_app(settings, engine=engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def client(app):
-    with TestClient(app, headers={"X-API-Key": ADMIN_KEY}) as c:
-        yield c
-
 
 @pytest.fixture
 def anon(app, client):

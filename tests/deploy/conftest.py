@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.worker.conftest import (  # noqa: F401 - fixtures re-exported for this folder
-    app,
-    client,
     create_job,
     dataset_id,
     project,

@@ -7,9 +7,6 @@ import threading
 import time
 
 import pytest
-from fastapi.testclient import TestClient
-
-from tests.conftest import ADMIN_KEY
 
 # A pattern the tiny LM learns quickly: the completion repeats a letter.
 PATTERN = "".join(
@@ -23,22 +20,6 @@ def settings(settings):
     settings.heartbeat_seconds = 1.0
     settings.worker_poll_seconds = 0.2
     return settings
-
-
-@pytest.fixture
-def app(settings):
-    from tuneyard.api.app import create_app
-    from tuneyard.db import make_engine
-
-    engine = make_engine(settings.resolved_database_url)
-    yield create_app(settings, engine=engine)
-    engine.dispose()
-
-
-@pytest.fixture
-def client(app):
-    with TestClient(app, headers={"X-API-Key": ADMIN_KEY}) as c:
-        yield c
 
 
 @pytest.fixture
