@@ -1,0 +1,142 @@
+"""Child processes in their own process group: start one, stop the whole group.
+
+Everything tuneyard runs out of process (a job's training child, its
+evaluations, a model server, the demo's server; tests and benchmarks too) is
+started with `spawn`, in a new session, so that `stop_group` can end it *and
+everything it started* (dataloader workers, tokenizer pools, a server's own
+children) with one signal, and a Ctrl-C aimed at the parent's terminal never
+reaches it mid-step. See docs/architecture.md (processes).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = ["group_alive", "signal_group", "spawn", "stop_group"]
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_path: str | os.PathLike | None = None,
+    stderr_path: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike | None = None,
+    pass_fds: Sequence[int] = (),
+) -> subprocess.Popen:
+    """Start `argv` as the leader of a new session (and so of a new process group).
+
+    Its pid is the group id that `stop_group` and `signal_group` take. Output
+    (stdout and stderr) is appended to `log_path`, or discarded when it is None;
+    `stderr_path` sends stderr to a file of its own. `env` is the complete
+    environment (None: this process's). stdin is never inherited.
+    """
+    def open_log(path: str | os.PathLike | None):
+        if path is None:
+            return None
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "ab")
+
+    out = open_log(log_path)
+    err = open_log(stderr_path)
+    try:
+        return subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL,
+            stdout=out if out is not None else subprocess.DEVNULL,
+            stderr=err if err is not None else
+            (subprocess.STDOUT if out is not None else subprocess.DEVNULL),
+            env=None if env is None else dict(env), cwd=cwd, pass_fds=tuple(pass_fds),
+            start_new_session=True,
+        )
+    finally:  # the child holds its own copies
+        for fh in (out, err):
+            if fh is not None:
+                fh.close()
+
+
+def signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to process group `pgid`; False if there is no such group (or not ours)."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether process group `pgid` has a member that is not a zombie."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, someone else's (a reused pid): not ours to stop
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    # killpg counts zombies too, and a zombie waits for a parent that may not
+    # be us (a group known only by its pid, e.g. from the DB), or for an init
+    # that never reaps: on Linux, look at each member. A leader shows "Z" as
+    # soon as its main thread exits while its other threads are still being
+    # torn down: it is dead only once they are gone.
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            if fields[0] != "Z" or len(os.listdir(entry / "task")) > 1:
+                return True
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return False
+
+
+def _reap(target: subprocess.Popen | int) -> None:
+    """Collect the leader's exit status if it is our child and has exited, so
+    that no zombie of ours outlives `stop_group` (and killpg stops seeing it)."""
+    if isinstance(target, subprocess.Popen):
+        target.poll()
+        return
+    try:
+        os.waitpid(target, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop_group(
+    target: subprocess.Popen | int, *, grace: float = 10.0, kill_wait: float = 10.0
+) -> bool:
+    """SIGTERM the process group led by `target` (a `spawn`ed Popen, or its pid),
+    wait up to `grace` seconds for every member to exit, then SIGKILL what is left.
+
+    Returns True once the whole group is gone (at once if it already was);
+    False if something survived SIGKILL for `kill_wait` seconds (a process
+    stuck in the kernel). A Popen's `returncode` is set when this returns True.
+    """
+    pgid = target.pid if isinstance(target, subprocess.Popen) else int(target)
+
+    def gone() -> bool:
+        _reap(target)  # first: without /proc a zombie leader would count as alive
+        if group_alive(pgid):
+            return False
+        _reap(target)  # again: the leader may have exited since the first
+        return True
+
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, kill_wait)):
+        if gone():
+            return True
+        signal_group(pgid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if gone():
+                return True
+            time.sleep(0.05)
+    return gone()

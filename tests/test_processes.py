@@ -1,0 +1,80 @@
+"""tuneyard.processes: a spawned child and everything it starts stop together."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from tuneyard.processes import group_alive, spawn, stop_group
+
+# A child that starts a grandchild (same group), writes both pids, and waits.
+# With IGNORE_TERM set both ignore SIGTERM, so only the SIGKILL step ends them.
+CHILD = """
+import os, signal, subprocess, sys, time
+if os.environ.get("IGNORE_TERM"):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+grandchild = subprocess.Popen([sys.executable, "-c",
+    "import os, signal, time\\n"
+    "if os.environ.get('IGNORE_TERM'): signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n"
+    "print('ready', flush=True)\\n"
+    "time.sleep(600)"], stdout=subprocess.PIPE)
+grandchild.stdout.readline()  # its SIGTERM handler is in place
+with open(sys.argv[1] + ".tmp", "w") as fh:
+    fh.write(f"{os.getpid()} {grandchild.pid}")
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie (a reparented grandchild may wait for a reaper)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _start(tmp_path: Path, **env: str):
+    pids_file = tmp_path / "pids"
+    proc = spawn([sys.executable, "-c", CHILD, str(pids_file)], log_path=tmp_path / "logs" / "child.log",
+                 env={**os.environ, **env})
+    deadline = time.monotonic() + 30
+    while not pids_file.exists():
+        assert proc.poll() is None, (tmp_path / "logs" / "child.log").read_text()
+        assert time.monotonic() < deadline, "the child never started its grandchild"
+        time.sleep(0.05)
+    child, grandchild = map(int, pids_file.read_text().split())
+    return proc, child, grandchild
+
+
+def test_stop_group_ends_child_and_grandchild(tmp_path):
+    proc, child, grandchild = _start(tmp_path)
+    assert proc.pid == child and os.getpgid(grandchild) == child  # one group, led by the child
+    assert _alive(child) and _alive(grandchild)
+    started = time.monotonic()
+    assert stop_group(proc, grace=10)
+    assert time.monotonic() - started < 5  # SIGTERM sufficed: no wait for the grace
+    assert proc.returncode is not None  # reaped: no zombie of ours left behind
+    assert not _alive(child) and not _alive(grandchild)
+    assert not group_alive(child)
+    assert stop_group(proc)  # already stopped: a no-op
+
+
+def test_stop_group_kills_what_ignores_sigterm(tmp_path):
+    proc, child, grandchild = _start(tmp_path, IGNORE_TERM="1")
+    started = time.monotonic()
+    assert stop_group(child, grace=0.5)  # by pid, as for a group known from the DB
+    assert time.monotonic() - started >= 0.5
+    assert not _alive(child) and not _alive(grandchild)
+    proc.wait(timeout=5)
+
+
+def test_spawn_writes_the_log_and_takes_env(tmp_path):
+    log = tmp_path / "deep" / "out.log"
+    proc = spawn([sys.executable, "-c", "import os, sys; print(os.environ['X_TEST']); "
+                  "print('err', file=sys.stderr)"], log_path=log, env={**os.environ, "X_TEST": "42"})
+    assert proc.wait(timeout=30) == 0
+    assert log.read_text().split() == ["42", "err"]
