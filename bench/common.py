@@ -11,7 +11,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -23,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tuneyard.processes import spawn, stop_group
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -129,12 +130,8 @@ class Process:
     def __init__(self, argv: list[str], *, log_path: Path, env: dict | None = None,
                  cwd: Path | None = None):
         self.argv, self.log_path = argv, Path(log_path)
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.popen = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, **(env or {})}, cwd=cwd or REPO, start_new_session=True,
-            )
+        self.popen = spawn(argv, log_path=self.log_path, env={**os.environ, **(env or {})},
+                           cwd=cwd or REPO)
 
     @property
     def pid(self) -> int:
@@ -150,18 +147,7 @@ class Process:
             return ""
 
     def stop(self, grace: float = 5.0) -> None:
-        if self.popen.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(self.popen.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.popen.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        stop_group(self.popen, grace=grace, kill_wait=5.0)
 
     def __enter__(self) -> Process:
         return self

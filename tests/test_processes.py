@@ -39,11 +39,12 @@ def _alive(pid: int) -> bool:
 
 def _start(tmp_path: Path, **env: str):
     pids_file = tmp_path / "pids"
-    proc = spawn([sys.executable, "-c", CHILD, str(pids_file)], log_path=tmp_path / "logs" / "child.log",
+    log = tmp_path / "logs" / "child.log"
+    proc = spawn([sys.executable, "-c", CHILD, str(pids_file)], log_path=log,
                  env={**os.environ, **env})
     deadline = time.monotonic() + 30
     while not pids_file.exists():
-        assert proc.poll() is None, (tmp_path / "logs" / "child.log").read_text()
+        assert proc.poll() is None, log.read_text()
         assert time.monotonic() < deadline, "the child never started its grandchild"
         time.sleep(0.05)
     child, grandchild = map(int, pids_file.read_text().split())
@@ -74,7 +75,7 @@ def test_stop_group_kills_what_ignores_sigterm(tmp_path):
 
 def test_spawn_writes_the_log_and_takes_env(tmp_path):
     log = tmp_path / "deep" / "out.log"
-    proc = spawn([sys.executable, "-c", "import os, sys; print(os.environ['X_TEST']); "
-                  "print('err', file=sys.stderr)"], log_path=log, env={**os.environ, "X_TEST": "42"})
+    code = "import os, sys; print(os.environ['X_TEST']); print('err', file=sys.stderr)"
+    proc = spawn([sys.executable, "-c", code], log_path=log, env={**os.environ, "X_TEST": "42"})
     assert proc.wait(timeout=30) == 0
     assert log.read_text().split() == ["42", "err"]

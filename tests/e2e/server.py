@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from tuneyard.processes import spawn, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 # The server must be the same install as the tests: the venv running pytest.
@@ -60,25 +61,10 @@ class LiveServer:
         return tail(self.stderr_path, n)
 
     def stop(self, grace_s: float = 10.0) -> int | None:
-        """SIGTERM the process group, SIGKILL it after `grace_s`; return the exit code."""
-        proc = self.process
-        if proc.poll() is None:
-            _signal_group(proc, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc, signal.SIGKILL)
-                proc.wait()
-        # Children of the group (job processes) may outlive the leader.
-        _signal_group(proc, signal.SIGKILL)
-        return proc.returncode
-
-
-def _signal_group(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)  # start_new_session: the pgid is the leader's pid
-    except (ProcessLookupError, PermissionError):
-        pass
+        """SIGTERM the process group (job processes too), SIGKILL what is left after
+        `grace_s`; return the server's exit code."""
+        stop_group(self.process, grace=grace_s)
+        return self.process.returncode
 
 
 def server_env(
@@ -117,19 +103,10 @@ def start_server(
     key = "ty-test-" + secrets.token_urlsafe(24)
     env = server_env(home=home, port=port, key=key, extra=extra_env)
     cmd = [str(TUNEYARD_BIN), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with (
-        open(home / "server.stdout.log", "wb") as out,
-        open(home / "server.stderr.log", "wb") as err,
-    ):
-        proc = subprocess.Popen(
-            cmd,
-            env=env,
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
+    for log in ("server.stdout.log", "server.stderr.log"):
+        (home / log).unlink(missing_ok=True)  # this run's output only
+    proc = spawn(cmd, log_path=home / "server.stdout.log",
+                 stderr_path=home / "server.stderr.log", env=env, cwd=home)
     server = LiveServer(url=f"http://127.0.0.1:{port}", key=key, home=home, process=proc, env=env)
     try:
         _wait_healthy(server, timeout_s)

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+
+from tuneyard.processes import spawn, stop_group
 
 from ._output import err, fail, note, out, status_style, table
 
@@ -161,11 +162,9 @@ def _server(url: str, port: int, home: Path) -> Server:
     log = home / "server.log"
     command = [sys.executable, "-m", "tuneyard.cli", "serve", "--host", "127.0.0.1",
                "--port", str(port)]
-    with open(log, "ab") as fh:
-        # Its own session: Ctrl-C on the demo does not hit the server mid-step;
-        # the demo stops it (and its job and model-server children) itself.
-        process = subprocess.Popen(command, env=env, cwd=home, stdin=subprocess.DEVNULL,
-                                   stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    # Its own session: Ctrl-C on the demo does not hit the server mid-step;
+    # the demo stops it (and its job and model-server children) itself.
+    process = spawn(command, log_path=log, env=env, cwd=home)
     (home / "server.pid").write_text(f"{process.pid}\n")
     server = Server(url, "", key_file, process, log)
     out.print(f"  starting `tuneyard serve` (pid {process.pid}) on {url}, home {_shown(home)}")
@@ -237,24 +236,11 @@ def _stop(server: Server) -> None:
         return
     since = time.monotonic()
     with err.status("stopping the demo server …"):
-        if process.poll() is None:
-            _signal(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_S)
-            except subprocess.TimeoutExpired:
-                pass
-        _signal(process.pid, signal.SIGKILL)  # the leader's children, if any outlived it
+        stop_group(process, grace=STOP_S)
         process.wait()
     if server.log is not None:
         (server.log.parent / "server.pid").unlink(missing_ok=True)
     out.print(f"stopped the demo server (pid {process.pid}) in {_took(since)}")
-
-
-def _signal(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 # --- the tour ---------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from tuneyard.config import Settings
 from tuneyard.deploy.prepare import PrepareError, prepare_model, remove_local
 from tuneyard.errors import InvalidInput
+from tuneyard.processes import signal_group
 from tuneyard.serving.client import AsyncModelServerClient
 from tuneyard.serving.errors import ModelServerError
 from tuneyard.serving.process import (
@@ -71,10 +71,7 @@ class DeploymentManager:
         with Session(self.engine) as session:
             for row in session.scalars(select(Deployment).where(Deployment.loaded.is_(True))):
                 if row.server_pid:
-                    try:
-                        os.killpg(row.server_pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+                    signal_group(row.server_pid, signal.SIGKILL)
                 row.loaded, row.server_url, row.server_pid = False, None, None
                 if row.status in ("Deploying", "Deployed") and row.server_type == "on-demand":
                     row.status = "Pending"

@@ -14,16 +14,15 @@ loaded, so a refused connection means "not ready yet".
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 
+from tuneyard.processes import spawn, stop_group
 from tuneyard.serving.client import AsyncModelServerClient, ModelServerClient
 from tuneyard.serving.errors import ModelServerError, ModelServerUnavailable
 
@@ -93,14 +92,8 @@ def start_model_server(
         command += ["--max-generation-seconds", str(max_generation_seconds)]
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
                  **(env or {})}
-    log_path = Path(log_path)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(log_path, "ab") as log:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=child_env, pass_fds=(fd,), start_new_session=True,
-            )
+        process = spawn(command, log_path=log_path, env=child_env, pass_fds=(fd,))
     finally:
         sock.close()  # the child holds its own copy
     url_host = f"[{host}]" if ":" in host else host
@@ -118,43 +111,6 @@ def log_tail(handle: ModelServerHandle, max_bytes: int = 4000) -> str:
             return fh.read().decode(errors="replace")
     except OSError:
         return ""
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether the process group has a member that is not a zombie."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, someone else's (a reused pid): not ours to stop
-        return False
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    # killpg counts zombies too, and a zombie waits for a parent that may not
-    # be us (a handle rebuilt from the DB): on Linux, look at each member. A
-    # leader shows "Z" as soon as its main thread exits, while its other
-    # threads are still being torn down: it is dead only once they are gone.
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) != pgid:
-                continue
-            if fields[0] != "Z" or len(os.listdir(entry / "task")) > 1:
-                return True
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-    return False
-
-
-def _reap(pid: int) -> None:
-    """Collect our child's exit status, if it is our child and has exited."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def is_running(handle: ModelServerHandle) -> bool:
@@ -200,27 +156,7 @@ def stop_model_server(handle: ModelServerHandle, *, grace: float = 10.0) -> None
 
     Returns once the group is gone. Safe to call on a server already stopped.
     """
-    def gone() -> bool:
-        if _group_alive(handle.pid):
-            return False
-        # Only zombies left (or nothing): collect our child's exit status, so
-        # that no zombie outlives the call.
-        if handle.process is not None:
-            handle.process.poll()
-        else:
-            _reap(handle.pid)
-        return True
-
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        if gone():
-            return
-        try:
-            os.killpg(handle.pid, sig)
-        except ProcessLookupError:
-            pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if gone():
-                return
-            time.sleep(0.05)
-    raise ModelServerError(f"model server process group {handle.pid} did not exit after SIGKILL")
+    target = handle.process if handle.process is not None else handle.pid
+    if not stop_group(target, grace=grace):
+        raise ModelServerError(
+            f"model server process group {handle.pid} did not exit after SIGKILL")
