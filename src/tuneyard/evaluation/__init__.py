@@ -2,8 +2,8 @@
 
 Importing this package (or `functions`, which the API server uses to list and
 validate test functions) loads no torch; `evaluate_checkpoint` imports the
-model libraries when first called. The worker runs an evaluation in a child
-process: `python -m tuneyard.evaluation.run --request R --output-dir D`.
+model libraries when first called. The worker calls it from the job's
+evaluation process (`tuneyard.worker.evaluate`), never inside training.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 selected test functions and returns the per-example rows (the
 `general_test_result` JSONL) and the aggregated metrics (the contract's
 `aggregated_test_result`, strings). It touches no DB or store; the worker
-runs it in a child process (`python -m tuneyard.evaluation.run`).
+calls it from the job's evaluation process (`tuneyard.worker.evaluate`).
 
 Every row has the keys `index, input, expected_output, predicted_output,
 loss, score, correct, test_functions, test_function_errors` (plus a few per

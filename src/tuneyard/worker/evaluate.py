@@ -1,10 +1,14 @@
-"""Evaluating one checkpoint (or the base model) in its own process:
-`python -m tuneyard.worker.evaluate JOB TARGET` where TARGET is a checkpoint
-number or `baseline`.
+"""A job's evaluation process: `python -m tuneyard.worker.evaluate JOB`.
 
-Runs beside training, never inside its loop. Results go to the store (the
-per-example JSONL and the details), then to the DB row; a failure is recorded
-on the checkpoint and never touches the job's status.
+One process per job, started by the worker beside the training child. It
+evaluates the base model first (the baseline), then every checkpoint in
+number order as it is published, and exits once training has ended and
+nothing is left to evaluate. Torch, the test set and the base model's path
+are loaded once for all targets, not once per checkpoint.
+
+Results go to the store (the per-example JSONL and the details), then to the
+DB row; a failure is recorded on that checkpoint (or the baseline) and never
+touches the job's status. See docs/architecture.md for the state machine.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import logging
 import shutil
 import sys
 import tempfile
+import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
@@ -24,14 +30,29 @@ from tuneyard.config import get_settings
 from tuneyard.db import make_engine
 from tuneyard.services.jobs import job_prefix
 from tuneyard.services.retention import after_evaluation
-from tuneyard.storage import open_store
+from tuneyard.storage import ArtifactStore, open_store
 from tuneyard.tables import Checkpoint, TrainingJob, now
 from tuneyard.worker.child import download_prefix, prepare_examples, resolve_base
 
 log = logging.getLogger("tuneyard.evaluate")
+BASELINE = "baseline"
+POLL_SECONDS = 0.5  # how often an idle evaluator looks for a new checkpoint
 
 
-def _put_json_lines(store, key: str, rows: list[dict], work: Path) -> None:
+@dataclass
+class TestSet:
+    """What every target of one job is evaluated on, prepared once."""
+
+    examples: list[dict]
+    labels: list[str] | None
+    multi_label: bool
+    base_model_dir: str
+    """The base model itself: the baseline's weights."""
+    base_path: str | None
+    """The base model a fine-tuned (continued) job's LoRA adapters sit on, if any."""
+
+
+def _put_json_lines(store: ArtifactStore, key: str, rows: list[dict], work: Path) -> None:
     path = work / "rows.jsonl"
     with open(path, "w", encoding="utf-8") as out:
         for row in rows:
@@ -39,76 +60,149 @@ def _put_json_lines(store, key: str, rows: list[dict], work: Path) -> None:
     store.put_file(key, path)
 
 
-def evaluate_target(job_id: str, target: str) -> int:
+def failure_message(exc: BaseException) -> str:
+    """What the user reads on a failed evaluation: the cause, and a remedy where known."""
+    if type(exc).__name__ == "OutOfMemoryError" or isinstance(exc, MemoryError):
+        return ("evaluation ran out of memory: lower the evaluation batch size "
+                "(per_device_eval_batch_size) or max_seq_length")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def next_target(session: Session, job: TrainingJob) -> str | None:
+    """The baseline first, then the lowest-numbered pending checkpoint."""
+    if job.baseline_test_results is None:
+        return BASELINE
+    number = session.scalar(
+        select(Checkpoint.number).where(Checkpoint.job_id == job.id,
+                                        Checkpoint.test_status == "pending",
+                                        Checkpoint.pruned.is_(False))
+        .order_by(Checkpoint.number).limit(1))
+    return None if number is None else str(number)
+
+
+def _prepare(*, settings, session: Session, store: ArtifactStore, job: TrainingJob,
+             work: Path) -> TestSet:
+    _, test, labels, multi = prepare_examples(session=session, store=store, job=job,
+                                              workdir=work)
+    model_dir, base_path = resolve_base(settings=settings, session=session, store=store,
+                                        job=job, workdir=work)
+    return TestSet(examples=test, labels=labels, multi_label=multi,
+                   base_model_dir=model_dir, base_path=base_path)
+
+
+def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: TrainingJob,
+                    target: str, test_set: TestSet, work: Path) -> None:
+    """Evaluate one target and record its results (or its failure)."""
+    baseline = target == BASELINE
+    row = None
+    if not baseline:
+        row = session.scalar(select(Checkpoint).where(
+            Checkpoint.job_id == job.id, Checkpoint.number == int(target)))
+        if row is None or row.pruned:
+            return
+        row.test_status = "running"
+        session.commit()
+    model_dir = work / "model"
+    try:
+        if baseline:
+            model = test_set.base_model_dir
+        else:
+            shutil.rmtree(model_dir, ignore_errors=True)
+            model = str(download_prefix(store, row.storage_prefix, model_dir, skip_state=True))
+        from tuneyard.evaluation import evaluate_checkpoint
+
+        params = job.hyper_parameters
+        result = evaluate_checkpoint(
+            model_dir=model, task_type=job.task_type, examples=test_set.examples,
+            labels=test_set.labels, multi_label=test_set.multi_label,
+            test_functions=job.test_functions or (), home=settings.home,
+            generate_samples=int(params.get("eval_generate_samples", 32)),
+            max_seq_length=int(params.get("max_seq_length", 512)),
+            batch_size=int(params.get("per_device_eval_batch_size", 8)),
+            base_model_path=test_set.base_path,
+        )
+        name = BASELINE if baseline else f"{int(target):06d}"
+        results_key = f"{job_prefix(job)}results/{name}.jsonl"
+        details_key = f"{job_prefix(job)}results/{name}.details.json"
+        _put_json_lines(store, results_key, result.rows, work)
+        store.put(details_key, json.dumps(result.details, indent=2).encode())
+        document = {"general_test_result_key": results_key, "details_key": details_key,
+                    "aggregated_test_result": result.aggregated}
+        if baseline:
+            job.baseline_test_results = {**document, "status": "done"}
+        else:
+            row.test_results, row.test_status, row.test_error = document, "done", None
+            row.updated_at = max(now(), row.created_at)
+        log.info("evaluated %s of %s: %s", target, job.id, result.aggregated)
+    except Exception as exc:  # noqa: BLE001 - recorded on the checkpoint
+        traceback.print_exc()
+        session.rollback()
+        record_failure(session=session, job=job, row=row, message=failure_message(exc))
+    finally:
+        shutil.rmtree(model_dir, ignore_errors=True)
+    session.commit()
+    after_evaluation(session=session, store=store, job_id=job.id)
+
+
+def record_failure(*, session: Session, job: TrainingJob, row: Checkpoint | None,
+                   message: str) -> None:
+    if row is None:
+        job.baseline_test_results = {"status": "failed", "error": message}
+    else:
+        row.test_status, row.test_error, row.updated_at = "failed", message, now()
+
+
+def _prepare_or_fail_all(*, settings, session, store, job, work) -> TestSet | None:
+    """The test set, or None after recording why every target failed."""
+    try:
+        return _prepare(settings=settings, session=session, store=store, job=job, work=work)
+    except Exception as exc:  # noqa: BLE001 - every target fails the same way
+        traceback.print_exc()
+        session.rollback()
+        message = failure_message(exc)
+        if job.baseline_test_results is None:
+            record_failure(session=session, job=job, row=None, message=message)
+        for row in session.scalars(select(Checkpoint).where(
+                Checkpoint.job_id == job.id, Checkpoint.test_status == "pending")):
+            record_failure(session=session, job=job, row=row, message=message)
+        session.commit()
+        return None
+
+
+def evaluate_job(job_id: str) -> int:
+    """Evaluate the job's targets in order until training has ended and none is left."""
     settings = get_settings()
     engine = make_engine(settings.resolved_database_url)
     store = open_store(settings.resolved_storage_url)
-    baseline = target == "baseline"
-    number = None if baseline else int(target)
     work = Path(tempfile.mkdtemp(prefix=f"eval-{job_id}-", dir=settings.ensure_home()))
+    test_set: TestSet | None = None
     try:
-        with Session(engine) as session:
-            job = session.get(TrainingJob, job_id)
-            if job is None:
-                return 0
-            row = None
-            if not baseline:
-                row = session.scalar(select(Checkpoint).where(
-                    Checkpoint.job_id == job_id, Checkpoint.number == number))
-                if row is None or row.pruned:
+        while True:
+            with Session(engine) as session:
+                job = session.get(TrainingJob, job_id)
+                if job is None:
                     return 0
-                row.test_status = "running"
-                session.commit()
-            try:
-                _, test, labels, multi = prepare_examples(session=session, store=store,
-                                                          job=job, workdir=work)
-                if baseline:
-                    model_dir, base_path = resolve_base(settings=settings, session=session,
-                                                        store=store, job=job, workdir=work)
-                else:
-                    model_dir = str(download_prefix(store, row.storage_prefix, work / "model",
-                                                    skip_state=True))
-                    _, base_path = resolve_base(settings=settings, session=session,
-                                                store=store, job=job, workdir=work)
-                from tuneyard.evaluation import evaluate_checkpoint
-
-                params = job.hyper_parameters
-                result = evaluate_checkpoint(
-                    model_dir=model_dir, task_type=job.task_type, examples=test, labels=labels,
-                    multi_label=multi, test_functions=job.test_functions or (),
-                    home=settings.home,
-                    generate_samples=int(params.get("eval_generate_samples", 32)),
-                    max_seq_length=int(params.get("max_seq_length", 512)),
-                    batch_size=int(params.get("per_device_eval_batch_size", 8)),
-                    base_model_path=base_path,
-                )
-                name = "baseline" if baseline else f"{number:06d}"
-                results_key = f"{job_prefix(job)}results/{name}.jsonl"
-                details_key = f"{job_prefix(job)}results/{name}.details.json"
-                _put_json_lines(store, results_key, result.rows, work)
-                store.put(details_key, json.dumps(result.details, indent=2).encode())
-                document = {"general_test_result_key": results_key, "details_key": details_key,
-                            "aggregated_test_result": result.aggregated}
-                if baseline:
-                    job.baseline_test_results = {**document, "status": "done"}
-                else:
-                    row.test_results, row.test_status, row.test_error = document, "done", None
-                    row.updated_at = max(now(), row.created_at)
-            except Exception as exc:  # noqa: BLE001 - recorded on the checkpoint
-                traceback.print_exc()
-                session.rollback()
-                message = f"{type(exc).__name__}: {exc}"
-                if baseline:
-                    job.baseline_test_results = {"status": "failed", "error": message}
-                else:
-                    row.test_status, row.test_error, row.updated_at = "failed", message, now()
-                session.commit()
-                after_evaluation(session=session, store=store, job_id=job_id)
-                return 0
-            session.commit()
-            after_evaluation(session=session, store=store, job_id=job_id)
-            log.info("evaluated %s of %s: %s", target, job_id, result.aggregated)
-            return 0
+                # The status is read before looking for work: a checkpoint's row
+                # is inserted before training records its final status, so an
+                # ended job with nothing pending has nothing more coming.
+                training_over = job.status != "Running"
+                target = next_target(session, job)
+                if target is None:
+                    if training_over:
+                        return 0
+                    session.rollback()
+                    time.sleep(POLL_SECONDS)
+                    continue
+                if test_set is None:
+                    test_set = _prepare_or_fail_all(settings=settings, session=session,
+                                                    store=store, job=job, work=work)
+                    if test_set is None:
+                        after_evaluation(session=session, store=store, job_id=job_id)
+                        if training_over:
+                            return 0
+                        continue
+                evaluate_target(settings=settings, session=session, store=store, job=job,
+                                target=target, test_set=test_set, work=work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         engine.dispose()
@@ -116,4 +210,4 @@ def evaluate_target(job_id: str, target: str) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    sys.exit(evaluate_target(sys.argv[1], sys.argv[2]))
+    sys.exit(evaluate_job(sys.argv[1]))

@@ -20,9 +20,11 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from tuneyard import policy
 from tuneyard.config import Settings
 from tuneyard.db import engine_for
 from tuneyard.tables import Checkpoint, TrainingJob
+from tuneyard.training.params import parse_parameters
 from tuneyard.worker.claim import claim_job, heartbeat
 
 log = logging.getLogger("tuneyard.worker")
@@ -31,6 +33,7 @@ log = logging.getLogger("tuneyard.worker")
 EXIT_RECORDED = 3
 MAX_ATTEMPTS = 3
 GRACE_SECONDS = 2.0  # a cancelled child may finish its step before being killed
+MAX_EVALUATION_STARTS = 3  # an evaluation process that keeps dying is not restarted forever
 
 
 def _kill_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
@@ -94,7 +97,8 @@ class Worker:
                                                         heartbeat_at=None))
             session.commit()
 
-    def _spawn_evaluation(self, job_id: str, target: str) -> subprocess.Popen:
+    def _spawn_evaluation(self, job_id: str) -> subprocess.Popen:
+        """The job's one evaluation process (see tuneyard.worker.evaluate)."""
         log_path = self.settings.home / "logs" / f"{job_id}.eval.log"
         env = dict(os.environ, TUNEYARD_HOME=str(self.settings.home),
                    TUNEYARD_DATABASE_URL=self.settings.resolved_database_url,
@@ -105,25 +109,35 @@ class Worker:
             env.setdefault("OMP_NUM_THREADS", "1")
         with open(log_path, "ab") as out:
             return subprocess.Popen(
-                [sys.executable, "-m", "tuneyard.worker.evaluate", job_id, target],
+                [sys.executable, "-m", "tuneyard.worker.evaluate", job_id],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True,
             )
 
-    def _next_evaluation(self, job_id: str, baseline_done: bool) -> str | None:
-        """The baseline first, then checkpoints in order, each evaluated once."""
+    def _evaluation_pending(self, job_id: str) -> bool:
         with Session(self.engine) as session:
             job = session.get(TrainingJob, job_id)
             if job is None:
-                return None
-            if not baseline_done and job.baseline_test_results is None:
-                return "baseline"
-            number = session.scalar(
+                return False
+            if job.baseline_test_results is None:
+                return True
+            return session.scalar(
                 select(Checkpoint.number).where(Checkpoint.job_id == job_id,
                                                 Checkpoint.test_status == "pending",
-                                                Checkpoint.pruned.is_(False))
-                .order_by(Checkpoint.number).limit(1))
-            return None if number is None else str(number)
+                                                Checkpoint.pruned.is_(False)).limit(1)
+            ) is not None
+
+    def _evaluation_died(self, job_id: str, code: int) -> None:
+        """An evaluation process that crashed (OOM-killed, say) fails what it held."""
+        why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        if code == -signal.SIGKILL:
+            why += " (out of memory?)"
+        with Session(self.engine) as session:
+            session.execute(update(Checkpoint).where(
+                Checkpoint.job_id == job_id, Checkpoint.test_status == "running")
+                .values(test_status="failed", test_error=f"the evaluation process {why}",
+                        updated_at=int(time.time())))
+            session.commit()
 
     def run_job(self, job_id: str, stop: threading.Event) -> None:
         log_path = self.settings.home / "logs" / f"{job_id}.log"
@@ -135,22 +149,31 @@ class Worker:
             session.commit()
         proc = self.current = self._spawn(job_id, log_path)
         log.info("job %s: started child pid %s (log %s)", job_id, proc.pid, log_path)
-        evaluation: subprocess.Popen | None = None
-        baseline_started = False
+        # One evaluation process works through the baseline and every checkpoint
+        # beside training, then drains what is left after it; it is started
+        # again only if it died with work left (a bounded number of times).
+        evaluation: subprocess.Popen | None = self._spawn_evaluation(job_id)
+        evaluation_starts = 1
+        exit_handled = False
         last_beat = 0.0
         try:
             while True:
-                # Evaluations run beside training, one at a time, and drain after it.
                 if evaluation is not None and evaluation.poll() is not None:
+                    if evaluation.returncode != 0:
+                        self._evaluation_died(job_id, evaluation.returncode)
                     evaluation = None
-                if evaluation is None:
-                    target = self._next_evaluation(job_id, baseline_started)
-                    if target == "baseline":
-                        baseline_started = True
-                    if target is not None:
-                        evaluation = self._spawn_evaluation(job_id, target)
-                if proc.poll() is not None and evaluation is None:
-                    break
+                    if (evaluation_starts < MAX_EVALUATION_STARTS
+                            and self._evaluation_pending(job_id)):
+                        evaluation = self._spawn_evaluation(job_id)
+                        evaluation_starts += 1
+                if proc.poll() is not None and not exit_handled:
+                    # Settle the job's status first: the evaluation process
+                    # drains what is pending once the job is no longer Running.
+                    exit_handled = True
+                    if not self._after_exit(job_id, proc.returncode, log_path):
+                        return  # requeued: the next attempt evaluates what is left
+                if exit_handled and evaluation is None:
+                    return
                 if stop.wait(0.25):
                     # Shutting down: the job stays Running; once our heartbeat
                     # lapses another worker resumes it from its latest checkpoint.
@@ -173,24 +196,26 @@ class Worker:
                         _kill_group(proc)
                         self._finish(job_id, "Cancelled")
                         return
-                    limit = (job.hyper_parameters or {}).get("timeout_seconds") or 0
-                    if limit and job.started_at and time.time() - job.started_at > limit:
+                    # The training loop stops itself at the deadline and records
+                    # TimedOut; this ends a child that could not (stuck loading).
+                    limit = parse_parameters(job.hyper_parameters).timeout_seconds
+                    if policy.timed_out(timeout_seconds=limit, started_at=job.started_at,
+                                        now=time.time(), grace=policy.TIMEOUT_GRACE_SECONDS):
                         _kill_group(proc, grace=0.5)
-                        self._finish(job_id, "TimedOut",
-                                     f"the job exceeded timeout_seconds={limit}")
+                        self._finish(job_id, policy.TIMED_OUT, policy.timeout_reason(limit))
                         return
-            self._after_exit(job_id, proc.returncode, log_path)
         finally:
             _kill_group(proc, grace=0.5)
             if evaluation is not None:
                 _kill_group(evaluation, grace=0.5)
 
-    def _after_exit(self, job_id: str, code: int, log_path: Path) -> None:
+    def _after_exit(self, job_id: str, code: int, log_path: Path) -> bool:
+        """Settle the job after its training process ended; False when requeued."""
         if code in (0, EXIT_RECORDED):
             # The child recorded Success/Failed/Cancelled itself; make sure a
             # status is final even if it could not.
             self._finish(job_id, "Failed", "the training process ended without a status")
-            return
+            return True
         why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
         if code == -signal.SIGKILL:
             why += " (out of memory?)"
@@ -201,10 +226,11 @@ class Worker:
             log.warning("job %s: training process %s; resuming from its latest checkpoint",
                         job_id, why)
             self._requeue(job_id)
-        else:
-            self._finish(job_id, "Failed",
-                         f"the training process crashed {attempts} times (last: {why}); "
-                         f"see {log_path}")
+            return False
+        self._finish(job_id, "Failed",
+                     f"the training process crashed {attempts} times (last: {why}); "
+                     f"see {log_path}")
+        return True
 
     # -- the loop --------------------------------------------------------
     def sweep(self) -> None:
