@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from tuneyard import policy
 from tuneyard.config import Settings
 from tuneyard.db import engine_for
+from tuneyard.processes import spawn, stop_group
 from tuneyard.tables import Checkpoint, TrainingJob
 from tuneyard.training.params import parse_parameters
 from tuneyard.worker.claim import claim_job, heartbeat
@@ -36,22 +37,6 @@ GRACE_SECONDS = 2.0  # a cancelled child may finish its step before being killed
 MAX_EVALUATION_STARTS = 3  # an evaluation process that keeps dying is not restarted forever
 
 
-def _kill_group(proc: subprocess.Popen, grace: float = GRACE_SECONDS) -> None:
-    """SIGTERM the child's process group, then SIGKILL whatever is left."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 class Worker:
     def __init__(self, settings: Settings, *, name: str | None = None):
         self.settings = settings
@@ -61,21 +46,15 @@ class Worker:
         self.current: subprocess.Popen | None = None  # the running child, if any
 
     # -- one job ---------------------------------------------------------
+    def _child_env(self) -> dict[str, str]:
+        # A child reads the same configuration as this worker, whatever its source.
+        return dict(os.environ, TUNEYARD_HOME=str(self.settings.home),
+                    TUNEYARD_DATABASE_URL=self.settings.resolved_database_url,
+                    TUNEYARD_STORAGE_URL=self.settings.resolved_storage_url)
+
     def _spawn(self, job_id: str, log_path: Path) -> subprocess.Popen:
-        env = dict(os.environ)
-        # The child reads the same configuration as this worker, whatever its source.
-        env.update({
-            "TUNEYARD_HOME": str(self.settings.home),
-            "TUNEYARD_DATABASE_URL": self.settings.resolved_database_url,
-            "TUNEYARD_STORAGE_URL": self.settings.resolved_storage_url,
-        })
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", "tuneyard.worker.child", job_id, self.worker_id],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True,
-            )
+        return spawn([sys.executable, "-m", "tuneyard.worker.child", job_id, self.worker_id],
+                     log_path=log_path, env=self._child_env())
 
     def _finish(self, job_id: str, status: str, error: str | None = None) -> None:
         """Record a final status, unless the child already recorded one."""
@@ -99,20 +78,13 @@ class Worker:
 
     def _spawn_evaluation(self, job_id: str) -> subprocess.Popen:
         """The job's one evaluation process (see tuneyard.worker.evaluate)."""
-        log_path = self.settings.home / "logs" / f"{job_id}.eval.log"
-        env = dict(os.environ, TUNEYARD_HOME=str(self.settings.home),
-                   TUNEYARD_DATABASE_URL=self.settings.resolved_database_url,
-                   TUNEYARD_STORAGE_URL=self.settings.resolved_storage_url)
+        env = self._child_env()
         if (os.cpu_count() or 1) <= 4:
             # On a small CPU machine, evaluation beside training would otherwise
             # oversubscribe the cores and slow training down more than needed.
             env.setdefault("OMP_NUM_THREADS", "1")
-        with open(log_path, "ab") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", "tuneyard.worker.evaluate", job_id],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                start_new_session=True,
-            )
+        return spawn([sys.executable, "-m", "tuneyard.worker.evaluate", job_id],
+                     log_path=self.settings.home / "logs" / f"{job_id}.eval.log", env=env)
 
     def _evaluation_pending(self, job_id: str) -> bool:
         with Session(self.engine) as session:
@@ -177,7 +149,7 @@ class Worker:
                 if stop.wait(0.25):
                     # Shutting down: the job stays Running; once our heartbeat
                     # lapses another worker resumes it from its latest checkpoint.
-                    _kill_group(proc)
+                    stop_group(proc, grace=GRACE_SECONDS)
                     return
                 if proc.poll() is not None:
                     continue  # training ended; only evaluations are left
@@ -188,12 +160,12 @@ class Worker:
                     alive = heartbeat(session=session, job_id=job_id, worker_id=self.worker_id)
                     job = session.get(TrainingJob, job_id)
                     if job is None or job.worker_id != self.worker_id:
-                        _kill_group(proc, grace=0.5)  # deleted, or claimed by someone else
+                        stop_group(proc, grace=0.5)  # deleted, or claimed by someone else
                         return
                     if not alive:
                         continue  # the child recorded a final status and is exiting
                     if job.cancel_requested:
-                        _kill_group(proc)
+                        stop_group(proc, grace=GRACE_SECONDS)
                         self._finish(job_id, "Cancelled")
                         return
                     # The training loop stops itself at the deadline and records
@@ -201,13 +173,13 @@ class Worker:
                     limit = parse_parameters(job.hyper_parameters).timeout_seconds
                     if policy.timed_out(timeout_seconds=limit, started_at=job.started_at,
                                         now=time.time(), grace=policy.TIMEOUT_GRACE_SECONDS):
-                        _kill_group(proc, grace=0.5)
+                        stop_group(proc, grace=0.5)
                         self._finish(job_id, policy.TIMED_OUT, policy.timeout_reason(limit))
                         return
         finally:
-            _kill_group(proc, grace=0.5)
+            stop_group(proc, grace=0.5)
             if evaluation is not None:
-                _kill_group(evaluation, grace=0.5)
+                stop_group(evaluation, grace=0.5)
 
     def _after_exit(self, job_id: str, code: int, log_path: Path) -> bool:
         """Settle the job after its training process ended; False when requeued."""
