@@ -80,7 +80,7 @@ def test_timeout_stops_cleanly(tmp_path):
     state, control = TrainerState(max_steps=100), TrainerControl()
     _step(pub, state, control, 1)
     assert pub.stop_reason is None
-    pub.started = time.monotonic() - 6
+    pub.started_at = time.time() - 6
     _step(pub, state, control, 2)
     assert pub.stop_reason == "timeout" and control.should_training_stop
 

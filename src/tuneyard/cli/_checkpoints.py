@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
+from tuneyard.policy import best_first, metric_number, ranking
+from tuneyard.training.params import parse_parameters
+
 from ._output import when
 
 if TYPE_CHECKING:
@@ -47,22 +50,20 @@ def value(ckpt: Checkpoint, metric: str) -> Any:
 
 
 def best_checkpoint(job: TrainingJob | None, checkpoints: list[Checkpoint]) -> int | None:
-    """The server's `best_checkpoint`, else the best by the job's own metric setting."""
+    """The server's `best_checkpoint`, else the best by the job's own ranking (policy)."""
     if job is not None and job.best_checkpoint is not None:
         return job.best_checkpoint
-    params = job.hyper_parameters if job is not None else {}
-    metric = str(params.get("metric_for_best_model") or "loss").removeprefix("eval_")
-    greater = params.get("greater_is_better")
-    if greater is None:
-        greater = metric not in ("loss", "eval_loss", "perplexity", "mse", "mae", "rmse",
-                                 "hamming_loss")
+    params = parse_parameters(job.hyper_parameters if job is not None else None,
+                              ignore_unknown=True)
+    rank = ranking(metric_for_best_model=params.metric_for_best_model,
+                   greater=params.greater_is_better,
+                   task_type=job.task_type if job is not None else None)
+    metric = rank.metric
     if metric == "loss" and not any("loss" in c.metrics for c in checkpoints):
         metric = "eval_loss"  # test results have not landed: rank by the training eval loss
-    scored = [(score, c.checkpoint) for c in checkpoints
-              if (score := _number(value(c, metric))) is not None]
-    if not scored:
-        return None
-    return (max(scored) if greater else min(scored, key=lambda s: (s[0], -s[1])))[1]
+    order = best_first(((c.checkpoint, metric_number(value(c, metric))) for c in checkpoints),
+                       greater=rank.greater)
+    return order[0] if order else None
 
 
 def checkpoint_table(job: TrainingJob | None, checkpoints: list[Checkpoint]) -> Table:

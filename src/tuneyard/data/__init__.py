@@ -7,11 +7,19 @@ Pure Python (pyarrow only for Parquet, imported when one is read); no torch. Mod
     shapes    record shapes, per-record checks, normalized records
     validate  inspect_dataset, load_examples: a whole file checked, line-numbered issues
     tasks     which shapes train which task; records in a task's form
-    split     train/test split, downsampling, label rebalancing; deterministic by seed
+    split     train/test split, downsampling, label rebalancing (choose_examples: all
+              three, once per job); deterministic by seed
 """
 
 from .errors import DatasetIssue, DatasetValidationError
-from .split import DEFAULT_TEST_SPLIT, downsample, normalize_split_ratio, rebalance, split_examples
+from .split import (
+    DEFAULT_TEST_SPLIT,
+    choose_examples,
+    downsample,
+    normalize_split_ratio,
+    rebalance,
+    split_examples,
+)
 from .tasks import TASK_TYPES, task_fit_error, to_task_examples
 from .validate import DatasetInfo, inspect_dataset, load_examples
 
@@ -21,6 +29,7 @@ __all__ = [
     "DatasetInfo",
     "DatasetIssue",
     "DatasetValidationError",
+    "choose_examples",
     "downsample",
     "inspect_dataset",
     "load_examples",

@@ -1,5 +1,7 @@
 """Choosing examples: the train/test split, downsampling, and rebalancing classification labels.
 
+`choose_examples` applies them, in that order, exactly once per job: the worker's training
+process and its evaluations both call it, and the trainer trains on every record it returns.
 Every choice is made by a ``random.Random(seed)``, so the same examples and seed always give
 the same result: a resumed or repeated job trains and tests on the same records. Chosen
 examples keep their original order, except where rebalancing adds copies.
@@ -17,6 +19,27 @@ DEFAULT_TEST_SPLIT = 0.1
 
 RATIO_TOLERANCE = 0.01
 """How far rebalance ratios may sum from 1 (users write 0.33, 0.33, 0.33)."""
+
+
+def choose_examples(train: list, test: list | None, *, test_fraction: float,
+                    downsample_percent: float, rebalance_spec: dict[str, float | int] | None,
+                    seed: int) -> tuple[list, list]:
+    """``(train, test)`` for a job: ``test`` as given, else a ``test_fraction`` share held
+    out of ``train``; then ``downsample_percent`` of the training records kept and, for
+    classification, the labels rebalanced to ``rebalance_spec``. Raises ``ValueError`` with
+    a message for the user.
+    """
+    if test is None:
+        if len(train) < 2:
+            raise ValueError("the training set needs at least 2 records to hold out a test split")
+        train, test = split_examples(train, test_fraction=test_fraction, seed=seed)
+    if downsample_percent < 100:
+        train = downsample(train, percent=downsample_percent, seed=seed)
+    if rebalance_spec:
+        train = rebalance(train, spec=rebalance_spec, seed=seed)
+    if not train:
+        raise ValueError("the training set is empty after splitting and downsampling")
+    return train, test
 
 
 def normalize_split_ratio(value: float | int | None) -> float:

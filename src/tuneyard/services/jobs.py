@@ -17,11 +17,11 @@ from tuneyard.config import Settings
 from tuneyard.data import TASK_TYPES, normalize_split_ratio, task_fit_error
 from tuneyard.errors import InvalidInput, NotFound
 from tuneyard.ids import new_id
+from tuneyard.policy import DEFAULT_METRIC
 from tuneyard.services.projects import project_prefix
-from tuneyard.services.retention import DEFAULT_METRIC
 from tuneyard.storage import ArtifactStore
 from tuneyard.tables import Checkpoint, Dataset, Project, TrainingJob, User
-from tuneyard.training.params import ParameterError, resolve_parameters
+from tuneyard.training.params import ParameterError, parse_parameters, resolve_parameters
 
 BASE_MODEL_OPTIONS = ("pre-trained", "fine-tuned")
 TERMINAL = ("Success", "Failed", "Cancelled", "TimedOut")
@@ -125,7 +125,7 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
         params = resolve_parameters(body.parameters or {}, template=template)
     except ParameterError as exc:
         raise InvalidInput(f"parameters: {exc}") from None
-    if task_type == "embedding" and params.get("use_lora"):
+    if task_type == "embedding" and parse_parameters(params).use_lora:
         raise InvalidInput("parameters: use_lora is not supported for embedding models yet; "
                            "set use_lora to false")
     if "metric_for_best_model" not in (body.parameters or {}) and \
@@ -137,7 +137,7 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
             fraction = normalize_split_ratio(body.train_test_split_ratio)
         except ValueError as exc:
             raise InvalidInput(f"train_test_split_ratio: {exc}") from None
-        split = {"test_fraction": fraction, "seed": params["seed"]}
+        split = {"test_fraction": fraction, "seed": parse_parameters(params).seed}
     rebalance = _check_rebalance(body.rebalance_data, task_type, train)
     test_functions = _check_test_functions(body.test_functions, settings)
 

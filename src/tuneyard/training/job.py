@@ -34,9 +34,10 @@ class JobSpec:
     training, the local dir of the published checkpoint to start from (which
     may hold a LoRA adapter)."""
     train_examples: list[dict]
-    """Task-form records: {prompt, completion} | {messages} (text generation),
-    {text, labels} (classification), {text, value} (regression),
-    {text1, text2, score} (embedding)."""
+    """The records to train on, already chosen (split, downsampled, rebalanced: see
+    tuneyard.data.choose_examples); the trainer sees every one. Task-form records:
+    {prompt, completion} | {messages} (text generation), {text, labels}
+    (classification), {text, value} (regression), {text1, text2, score} (embedding)."""
     eval_examples: list[dict]
     """Held-out records of the same form; their loss goes in each manifest."""
     hyper_parameters: dict
@@ -48,6 +49,9 @@ class JobSpec:
     base_model_path: str | None = None
     """For continued training from a LoRA checkpoint: where its base model is
     on this machine (defaults to the adapter's own base_model_name_or_path)."""
+    started_at: float | None = None
+    """When the job started (unix seconds); timeout_seconds counts from here
+    (policy.timed_out). None: from when training starts."""
 
 
 class TrainingEvents(Protocol):

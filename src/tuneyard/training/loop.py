@@ -35,6 +35,8 @@ class RunContext:
     next_number: int
     max_in_flight: int = MAX_IN_FLIGHT
     """Checkpoints being written in the background at once (each holds a host snapshot)."""
+    started_at: float | None = None
+    """When the job started (unix seconds): its timeout counts from here."""
 
     @property
     def checkpoints_root(self) -> Path:
@@ -59,6 +61,7 @@ class RunContext:
             eval_loss=eval_loss,
             save_model=save_model,
             max_in_flight=self.max_in_flight,
+            started_at=self.started_at,
         )
 
 

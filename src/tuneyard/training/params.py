@@ -256,9 +256,18 @@ def resolve_parameters(raw: dict | None, *, template: dict | None = None) -> dic
     return resolved
 
 
-def parse_parameters(resolved: dict[str, Any]) -> TrainingParameters:
-    """The typed object for an already resolved dict (validates again)."""
-    return TrainingParameters(**resolve_parameters(resolved))
+def parse_parameters(resolved: dict[str, Any] | None, *,
+                     ignore_unknown: bool = False) -> TrainingParameters:
+    """The typed object for a job's stored `hyper_parameters` (validated again): the one
+    way anything reads a job's settings, so every default comes from this module.
+
+    `ignore_unknown` drops names this version does not know (the CLI reading a newer
+    server's job); everywhere else an unknown name is an error.
+    """
+    values = dict(resolved or {})
+    if ignore_unknown:
+        values = {k: v for k, v in values.items() if k in _FIELDS}
+    return TrainingParameters(**resolve_parameters(values))
 
 
 __all__ = [

@@ -40,6 +40,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from tuneyard import policy
 from tuneyard.training.checkpoint import STATE_DIR, publish_checkpoint, read_manifest
 from tuneyard.training.job import TrainingEvents
 from tuneyard.training.params import TrainingParameters
@@ -114,6 +115,7 @@ class CheckpointPublisher(TrainerCallback):
         eval_loss: Callable[[object], float | None],
         save_model: Callable[[Any, Path], None],
         max_in_flight: int = MAX_IN_FLIGHT,
+        started_at: float | None = None,
     ):
         self.events = events
         self.params = params
@@ -134,9 +136,10 @@ class CheckpointPublisher(TrainerCallback):
         self.last_loss: float | None = None
         self.last_percent = -1
         self.published: list[int] = []
-        self.best: float | None = None
-        self.since_best = 0
-        self.started = time.monotonic()
+        self.eval_losses: list[float] = []
+        """The eval loss of each checkpoint of this run, in order (early stopping)."""
+        self.started_at = started_at if started_at is not None else time.time()
+        """When the job started (unix seconds): its timeout counts from here."""
 
     # -- progress, loss, stopping ------------------------------------------------
 
@@ -156,10 +159,10 @@ class CheckpointPublisher(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         self.writer.check()  # a failed background write fails the job at the next step
         self._progress(state)
-        limit = self.params.timeout_seconds
         if self.events.should_stop():
             self.stop_reason = "cancelled"
-        elif limit and time.monotonic() - self.started > limit:
+        elif policy.timed_out(timeout_seconds=self.params.timeout_seconds,
+                              started_at=self.started_at, now=time.time()):
             self.stop_reason = "timeout"
         if self.stop_reason:
             # Stop now and save nothing more: a cancelled job keeps what it had.
@@ -252,15 +255,12 @@ class CheckpointPublisher(TrainerCallback):
         self.writer.close(raise_failure=raise_failure)
 
     def _no_longer_improving(self, eval_loss: float | None) -> bool:
-        """Early stopping on the eval loss (other metrics arrive with evaluation)."""
-        patience = self.params.early_stopping_patience
-        if not patience or eval_loss is None:
+        """Early stopping (policy.stop_early) on the eval loss, when the loss is the
+        job's metric; other metrics arrive with evaluation, which applies the same rule."""
+        rank = policy.ranking(metric_for_best_model=self.params.metric_for_best_model,
+                              greater=self.params.greater_is_better)
+        if rank.metric != "loss" or eval_loss is None:
             return False
-        if self.params.metric_for_best_model not in ("loss", "eval_loss"):
-            return False
-        greater = bool(self.params.greater_is_better)
-        if self.best is None or (eval_loss > self.best if greater else eval_loss < self.best):
-            self.best, self.since_best = eval_loss, 0
-            return False
-        self.since_best += 1
-        return self.since_best >= patience
+        self.eval_losses.append(eval_loss)
+        return policy.stop_early(self.eval_losses, patience=self.params.early_stopping_patience,
+                                 greater=rank.greater)

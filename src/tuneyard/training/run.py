@@ -71,6 +71,7 @@ def run_job(
         resume_from=Path(resume_from) if resume_from is not None else None,
         next_number=next_number,
         max_in_flight=checkpoints_in_flight or MAX_IN_FLIGHT,
+        started_at=spec.started_at,
     )
     ctx.checkpoints_root.mkdir(parents=True, exist_ok=True)
     clean_leftovers(ctx.checkpoints_root)  # a crashed earlier attempt's half-written files

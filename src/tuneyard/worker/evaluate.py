@@ -32,6 +32,7 @@ from tuneyard.services.jobs import job_prefix
 from tuneyard.services.retention import after_evaluation
 from tuneyard.storage import ArtifactStore, open_store
 from tuneyard.tables import Checkpoint, TrainingJob, now
+from tuneyard.training.params import parse_parameters
 from tuneyard.worker.child import download_prefix, prepare_examples, resolve_base
 
 log = logging.getLogger("tuneyard.evaluate")
@@ -111,14 +112,14 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
             model = str(download_prefix(store, row.storage_prefix, model_dir, skip_state=True))
         from tuneyard.evaluation import evaluate_checkpoint
 
-        params = job.hyper_parameters
+        params = parse_parameters(job.hyper_parameters)
         result = evaluate_checkpoint(
             model_dir=model, task_type=job.task_type, examples=test_set.examples,
             labels=test_set.labels, multi_label=test_set.multi_label,
             test_functions=job.test_functions or (), home=settings.home,
-            generate_samples=int(params.get("eval_generate_samples", 32)),
-            max_seq_length=int(params.get("max_seq_length", 512)),
-            batch_size=int(params.get("per_device_eval_batch_size", 8)),
+            generate_samples=params.eval_generate_samples,
+            max_seq_length=params.max_seq_length,
+            batch_size=params.per_device_eval_batch_size,
             base_model_path=test_set.base_path,
         )
         name = BASELINE if baseline else f"{int(target):06d}"
