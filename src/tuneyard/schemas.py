@@ -176,3 +176,83 @@ class DeploymentDetail(DeploymentSummary):
                                      "or serverless and idle; the next request loads it)")
     error: str | None = Field(None, description="extra: why it failed")
     labels: list[str] | None = Field(None, description="extra: classification labels")
+
+
+class TestingFunctionSummary(BaseModel):
+    __test__ = False  # not a pytest class, despite its name
+    name: str
+    content: str
+    dependencies: list[str]
+    builtin: bool = Field(description="extra: shipped with tuneyard")
+
+
+# -- Emissary per-deployment inference (/v1/projects/…/deployments/{id}/…) ----------
+
+class Sampling(BaseModel):
+    model_config = ConfigDict(extra="allow")  # v2 names (max_tokens, …) pass through
+    temperature: float | None = None
+    max_new_tokens: int | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    no_repeat_ngram_size: int | None = None
+    do_sample: bool | None = None
+
+
+class CompletionRequest(Sampling):
+    prompt: str
+
+
+class ChatMessage(BaseModel):
+    role: str
+    content: str
+
+
+class ChatRequest(Sampling):
+    messages: list[ChatMessage]
+    streaming: bool = False
+
+
+class ClassificationRequest(BaseModel):
+    source_sentence: str
+
+
+class EmbeddingsRequest(BaseModel):
+    source_sentence: str
+    target_sentence: str
+    cosine: bool = False
+    manhattan: bool = False
+    euclidean: bool = False
+
+
+# -- OpenAI-style inference (Emissary v2: /v1/chat/completions, …) -------------------
+
+class InferenceRequest(BaseModel):
+    # OpenAI clients send fields we do not use (n, user, logprobs, …): ignore them.
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1, description="a deployment's name or id")
+
+
+class InferenceMessage(BaseModel):
+    role: str
+    content: str
+
+
+class InferenceChatRequest(InferenceRequest):
+    messages: list[InferenceMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: dict | None = None
+
+
+class InferenceCompletionRequest(InferenceRequest):
+    prompt: str | list[str]
+    stream: bool = False
+
+
+class InferenceEmbeddingRequest(InferenceRequest):
+    input: str | list[str]
+    encoding_format: str | None = "float"
+
+
+class InferenceClassificationRequest(InferenceRequest):
+    input: str | list[str]
+    data_format: str = "logits"

@@ -1,4 +1,9 @@
-"""Request dependencies: the DB session, the artifact store, the caller."""
+"""Request dependencies: the DB session, the artifact store, the caller, and the
+objects a path names (the caller's project, a job or deployment in it).
+
+A path object that is missing, or belongs to another user, is a 404 before the
+route runs; routes take `ProjectDep`, `JobDep` or `DeploymentDep` and never
+look them up themselves."""
 
 from __future__ import annotations
 
@@ -10,10 +15,14 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.orm import Session
 
 from tuneyard.config import Settings
+from tuneyard.deploy.manager import DeploymentManager
 from tuneyard.errors import Unauthorized
+from tuneyard.services import deployments as deployment_service
+from tuneyard.services import jobs as job_service
 from tuneyard.services.keys import user_for_key
+from tuneyard.services.projects import get_project
 from tuneyard.storage import ArtifactStore
-from tuneyard.tables import User
+from tuneyard.tables import Deployment, Project, TrainingJob, User
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -36,9 +45,14 @@ def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_deployment_manager(request: Request) -> DeploymentManager:
+    return request.app.state.deployments
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+ManagerDep = Annotated[DeploymentManager, Depends(get_deployment_manager)]
 
 
 # Declared as security schemes so /docs offers an "Authorize" button for both.
@@ -61,3 +75,28 @@ def current_user(
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def project_of(project_id: str, session: SessionDep, user: CurrentUser) -> Project:
+    """The `{project_id}` of the path, if the caller owns it (else 404)."""
+    return get_project(session=session, owner=user, project_id=project_id)
+
+
+ProjectDep = Annotated[Project, Depends(project_of)]
+
+
+def job_of(training_job_id: str, session: SessionDep, project: ProjectDep) -> TrainingJob:
+    """The `{training_job_id}` of the path, in the path's project (else 404)."""
+    return job_service.get_job(session=session, project=project, job_id=training_job_id)
+
+
+JobDep = Annotated[TrainingJob, Depends(job_of)]
+
+
+def deployment_of(deployment_id: str, session: SessionDep, project: ProjectDep) -> Deployment:
+    """The `{deployment_id}` of the path, in the path's project (else 404)."""
+    return deployment_service.get_deployment(session=session, project=project,
+                                             deployment_id=deployment_id)
+
+
+DeploymentDep = Annotated[Deployment, Depends(deployment_of)]

@@ -1,10 +1,14 @@
 """Deployments: which checkpoint (or base model) to serve, and their lifecycle state.
 
 Loading and serving happen in model-server processes that the deployment
-manager (tuneyard.deploy) starts; this module only validates and records.
+manager (tuneyard.deploy) starts; this module validates and records, and the
+state changes (cancel, reactivate, delete) commit the new state first and then
+tell the manager, so that its loop and other API replicas see it.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +20,9 @@ from tuneyard.ids import new_id
 from tuneyard.schemas import DeploymentCreate
 from tuneyard.services.jobs import find_job
 from tuneyard.tables import Checkpoint, Deployment, Project, User
+
+if TYPE_CHECKING:
+    from tuneyard.deploy.manager import DeploymentManager
 
 SERVER_TYPES = ("serverless", "on-demand")
 DEFAULT_INACTIVE_TIMEOUT = 3600  # seconds, as Emissary v2 documents
@@ -78,6 +85,34 @@ def get_deployment(*, session: Session, project: Project, deployment_id: str) ->
     if row is None or row.project_id != project.id:
         raise NotFound(f"deployment {deployment_id!r} not found in project {project.id!r}")
     return row
+
+
+async def cancel_deployment(*, session: Session, manager: DeploymentManager,
+                            deployment: Deployment) -> None:
+    """Stop serving it; it stays listed as Cancelled (reactivate brings it back)."""
+    deployment.status = "Cancelled"
+    session.commit()
+    await manager.unload(deployment.id)
+
+
+async def reactivate_deployment(*, session: Session, manager: DeploymentManager,
+                                deployment: Deployment) -> None:
+    """Load a cancelled, failed or idle deployment again (Emissary v2)."""
+    if deployment.id in manager.running or deployment.status in ("Pending", "Deploying"):
+        raise InvalidInput(f"deployment {deployment.id} is already "
+                           f"{deployment.status.lower()} and active")
+    deployment.status, deployment.error = "Pending", None
+    session.commit()
+    await manager.load(deployment.id)
+
+
+async def delete_deployment(*, session: Session, manager: DeploymentManager,
+                            deployment: Deployment) -> None:
+    """Forget it: the row, its model server and its local files."""
+    deployment_id = deployment.id
+    session.delete(deployment)
+    session.commit()
+    await manager.forget(deployment_id)
 
 
 def find_by_model(*, session: Session, user: User, model: str) -> Deployment:

@@ -7,13 +7,8 @@ from sqlalchemy.orm import Session
 
 from tuneyard.errors import InvalidInput, NotFound
 from tuneyard.ids import new_id
-from tuneyard.storage import ArtifactStore
+from tuneyard.storage import ArtifactStore, keys
 from tuneyard.tables import Project, User
-
-
-def project_prefix(project_id: str) -> str:
-    """Where a project's artifacts live in the store."""
-    return f"projects/{project_id}/"
 
 
 def create_project(*, session: Session, owner: User, name: str | None = None) -> Project:
@@ -44,10 +39,9 @@ def get_project(*, session: Session, owner: User, project_id: str) -> Project:
     return project
 
 
-def delete_project(*, session: Session, store: ArtifactStore, owner: User,
-                   project_id: str) -> None:
+def delete_project(*, session: Session, store: ArtifactStore, project: Project) -> None:
     """Delete the project, its rows (cascade) and every artifact under it."""
-    project = get_project(session=session, owner=owner, project_id=project_id)
+    project_id = project.id
     session.delete(project)
     session.flush()
-    store.delete_prefix(project_prefix(project_id))
+    store.delete_prefix(keys.project_prefix(project_id))

@@ -2,11 +2,10 @@
 
 from fastapi import APIRouter, Request, Response, UploadFile
 
-from tuneyard.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneyard.api.deps import CurrentUser, ProjectDep, SessionDep, SettingsDep, StoreDep
 from tuneyard.errors import InvalidInput, PayloadTooLarge
 from tuneyard.schemas import DatasetDetail, DatasetSummary
 from tuneyard.services import datasets as dataset_service
-from tuneyard.services.projects import get_project
 from tuneyard.services.urls import download_url
 
 router = APIRouter(tags=["Dataset"])
@@ -17,10 +16,9 @@ MULTIPART_OVERHEAD = 64 * 1024
 
 @router.post("/v1/projects/{project_id}/datasets", status_code=201,
              response_model=DatasetSummary)
-async def create_dataset(project_id: str, request: Request, session: SessionDep,
+async def create_dataset(request: Request, project: ProjectDep, session: SessionDep,
                          store: StoreDep, settings: SettingsDep,
                          user: CurrentUser) -> DatasetSummary:
-    project = get_project(session=session, owner=user, project_id=project_id)
     # Refuse an oversized body before reading it, when its size is announced.
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and \
@@ -55,17 +53,14 @@ async def create_dataset(project_id: str, request: Request, session: SessionDep,
 
 
 @router.get("/v1/projects/{project_id}/datasets", response_model=list[DatasetSummary])
-def list_datasets(project_id: str, session: SessionDep,
-                  user: CurrentUser) -> list[DatasetSummary]:
-    project = get_project(session=session, owner=user, project_id=project_id)
+def list_datasets(project: ProjectDep, session: SessionDep) -> list[DatasetSummary]:
     return [DatasetSummary.model_validate(d)
             for d in dataset_service.list_datasets(session=session, project=project)]
 
 
 @router.get("/v1/projects/{project_id}/datasets/{dataset_id}", response_model=DatasetDetail)
-def get_dataset(project_id: str, dataset_id: str, session: SessionDep,
-                settings: SettingsDep, user: CurrentUser) -> DatasetDetail:
-    project = get_project(session=session, owner=user, project_id=project_id)
+def get_dataset(dataset_id: str, project: ProjectDep, session: SessionDep,
+                settings: SettingsDep) -> DatasetDetail:
     dataset = dataset_service.get_dataset(session=session, project=project,
                                           dataset_id=dataset_id)
     url = download_url(settings, key=dataset.storage_key, filename=dataset.filename,
@@ -79,9 +74,8 @@ def get_dataset(project_id: str, dataset_id: str, session: SessionDep,
 
 @router.delete("/v1/projects/{project_id}/datasets/{dataset_id}", status_code=204,
                response_class=Response)
-def delete_dataset(project_id: str, dataset_id: str, session: SessionDep, store: StoreDep,
-                   user: CurrentUser) -> Response:
-    project = get_project(session=session, owner=user, project_id=project_id)
+def delete_dataset(dataset_id: str, project: ProjectDep, session: SessionDep,
+                   store: StoreDep) -> Response:
     dataset_service.delete_dataset(session=session, store=store, project=project,
                                    dataset_id=dataset_id)
     return Response(status_code=204)

@@ -11,49 +11,23 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from tuneyard.api.deps import CurrentUser, SessionDep
 from tuneyard.api.forward import call_model, stream_model
 from tuneyard.errors import InvalidInput
+from tuneyard.schemas import (
+    InferenceChatRequest,
+    InferenceClassificationRequest,
+    InferenceCompletionRequest,
+    InferenceEmbeddingRequest,
+)
 from tuneyard.services.deployments import find_by_model
 from tuneyard.serving import openai_format as fmt
 
 router = APIRouter(tags=["Inference"])
 SAMPLING = ("temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens",
             "max_new_tokens", "no_repeat_ngram_size", "do_sample", "stop")
-
-
-class InferenceRequest(BaseModel):
-    # OpenAI clients send fields we do not use (n, user, logprobs, …): ignore them.
-    model_config = ConfigDict(extra="allow")
-    model: str = Field(min_length=1)
-
-
-class Message(BaseModel):
-    role: str
-    content: str
-
-
-class ChatRequest(InferenceRequest):
-    messages: list[Message] = Field(min_length=1)
-    stream: bool = False
-    stream_options: dict | None = None
-
-
-class CompletionRequest(InferenceRequest):
-    prompt: str | list[str]
-    stream: bool = False
-
-
-class EmbeddingRequest(InferenceRequest):
-    input: str | list[str]
-    encoding_format: str | None = "float"
-
-
-class ClassificationRequest(InferenceRequest):
-    input: str | list[str]
-    data_format: str = "logits"
 
 
 def sampling(body: BaseModel) -> dict[str, Any]:
@@ -69,7 +43,7 @@ def _texts(value: str | list[str]) -> list[str]:
 
 
 @router.post("/v1/chat/completions")
-async def chat_completions(body: ChatRequest, request: Request, session: SessionDep,
+async def chat_completions(body: InferenceChatRequest, request: Request, session: SessionDep,
                            user: CurrentUser):
     row = find_by_model(session=session, user=user, model=body.model)
     messages = [m.model_dump() for m in body.messages]
@@ -84,7 +58,7 @@ async def chat_completions(body: ChatRequest, request: Request, session: Session
 
 
 @router.post("/v1/completions")
-async def completions(body: CompletionRequest, request: Request, session: SessionDep,
+async def completions(body: InferenceCompletionRequest, request: Request, session: SessionDep,
                       user: CurrentUser):
     row = find_by_model(session=session, user=user, model=body.model)
     prompts = _texts(body.prompt)
@@ -101,7 +75,7 @@ async def completions(body: CompletionRequest, request: Request, session: Sessio
 
 
 @router.post("/v1/embeddings")
-async def embeddings(body: EmbeddingRequest, request: Request, session: SessionDep,
+async def embeddings(body: InferenceEmbeddingRequest, request: Request, session: SessionDep,
                      user: CurrentUser):
     if body.encoding_format not in (None, "float", "base64"):
         raise InvalidInput("encoding_format: must be float or base64")
@@ -113,8 +87,8 @@ async def embeddings(body: EmbeddingRequest, request: Request, session: SessionD
 
 
 @router.post("/v1/classification")
-async def classification(body: ClassificationRequest, request: Request, session: SessionDep,
-                         user: CurrentUser):
+async def classification(body: InferenceClassificationRequest, request: Request,
+                         session: SessionDep, user: CurrentUser):
     if body.data_format not in ("logits", "probs"):
         raise InvalidInput("data_format: must be logits or probs")
     row = find_by_model(session=session, user=user, model=body.model)

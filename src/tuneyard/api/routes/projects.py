@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Body, Response
 
-from tuneyard.api.deps import CurrentUser, SessionDep, StoreDep
+from tuneyard.api.deps import CurrentUser, ProjectDep, SessionDep, StoreDep
 from tuneyard.schemas import DeploymentSummary, ProjectCreate, ProjectDetail, ProjectSummary
 from tuneyard.services import datasets as dataset_service
 from tuneyard.services import deployments as deployment_service
@@ -28,8 +28,7 @@ def list_projects(session: SessionDep, user: CurrentUser) -> list[ProjectSummary
 
 
 @router.get("/v1/projects/{project_id}", response_model=ProjectDetail)
-def get_project(project_id: str, session: SessionDep, user: CurrentUser) -> ProjectDetail:
-    project = project_service.get_project(session=session, owner=user, project_id=project_id)
+def get_project(project: ProjectDep, session: SessionDep) -> ProjectDetail:
     datasets = dataset_service.list_datasets(session=session, project=project)
     return ProjectDetail(
         id=project.id, name=project.name, created_at=project.created_at,
@@ -40,8 +39,6 @@ def get_project(project_id: str, session: SessionDep, user: CurrentUser) -> Proj
 
 
 @router.delete("/v1/projects/{project_id}", status_code=204, response_class=Response)
-def delete_project(project_id: str, session: SessionDep, store: StoreDep,
-                   user: CurrentUser) -> Response:
-    project_service.delete_project(session=session, store=store, owner=user,
-                                   project_id=project_id)
+def delete_project(project: ProjectDep, session: SessionDep, store: StoreDep) -> Response:
+    project_service.delete_project(session=session, store=store, project=project)
     return Response(status_code=204)

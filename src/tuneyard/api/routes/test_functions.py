@@ -1,21 +1,13 @@
 """Test functions (Emissary v2): built-ins plus the administrator's own files."""
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
 
 from tuneyard.api.deps import CurrentUser, SettingsDep
 from tuneyard.errors import NotFound
 from tuneyard.evaluation.functions import list_test_functions
+from tuneyard.schemas import TestingFunctionSummary
 
 router = APIRouter(tags=["Testing Functions"])
-
-
-class TestingFunctionSummary(BaseModel):
-    __test__ = False
-    name: str
-    content: str
-    dependencies: list[str]
-    builtin: bool = Field(description="extra: shipped with tuneyard")
 
 
 def _summaries(settings) -> list[TestingFunctionSummary]:
