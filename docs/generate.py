@@ -1,18 +1,21 @@
-"""Regenerate the README's generated sections from the code: `python docs/readme.py`.
+"""Regenerate the reference in docs/ from the code: `python docs/generate.py`.
 
 Three sections sit between `<!-- BEGIN GENERATED: name -->` and
-`<!-- END GENERATED: name -->` markers and are rewritten here, never by hand:
+`<!-- END GENERATED: name -->` markers, each in its own file under docs/, and
+are rewritten here, never by hand:
 
-- `parameters`: the job parameters, from `tuneyard.training.params` (names,
-  defaults, allowed values, and `FIELD_HELP`, the fields' docstrings);
-- `settings`: every `TUNEYARD_*` server setting, from `tuneyard.config.Settings`
-  (defaults and the fields' docstrings);
-- `cli`: `tuneyard … --help` for every command, run as a user would, with a
-  fixed width (COLUMNS=100) and no colour (TERM=dumb, NO_COLOR), so the text is
-  the same on every machine.
+- `parameters` (docs/parameters.md): the job parameters, from
+  `tuneyard.training.params` (names, defaults, allowed values, and
+  `FIELD_HELP`, the fields' docstrings);
+- `settings` (docs/settings.md): every `TUNEYARD_*` server setting, from
+  `tuneyard.config.Settings` (defaults and the fields' docstrings);
+- `cli` (docs/cli.md): `tuneyard … --help` for every command, run as a user
+  would, with a fixed width (COLUMNS=100) and no colour (TERM=dumb, NO_COLOR),
+  so the text is the same on every machine.
 
-`python docs/readme.py --check` changes nothing and exits 1 when the README is
-out of date (tests/test_readme.py does the same check).
+The prose around the markers is written by hand. `python docs/generate.py
+--check` changes nothing and exits 1 when a section is out of date, missing,
+or found in another file than its own (tests/test_readme.py checks the same).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
+DOCS = REPO / "docs"
 HELP_WIDTH = 100
 MARKER = re.compile(r"(<!-- BEGIN GENERATED: (\w+) -->\n)(.*?)(<!-- END GENERATED: \2 -->)",
                     re.DOTALL)
@@ -190,9 +194,12 @@ def render_cli() -> str:
     return "\n".join(parts)
 
 
-# --- the README -----------------------------------------------------------------------------
+# --- the files ------------------------------------------------------------------------------
 
 RENDERERS = {"parameters": render_parameters, "settings": render_settings, "cli": render_cli}
+# The one file each generated section lives in.
+HOMES = {"parameters": DOCS / "parameters.md", "settings": DOCS / "settings.md",
+         "cli": DOCS / "cli.md"}
 
 
 def sections(text: str) -> dict[str, str]:
@@ -200,10 +207,36 @@ def sections(text: str) -> dict[str, str]:
     return {m.group(2): m.group(3) for m in MARKER.finditer(text)}
 
 
+def markdown_files() -> list[Path]:
+    """Every file that could hold a generated section: the README and docs/*.md."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+def misplaced() -> list[str]:
+    """Problems with where the markers are: unknown names, a section outside its
+    home file or missing from it, a section written twice."""
+    problems = []
+    for path in markdown_files():
+        names = [m.group(2) for m in MARKER.finditer(path.read_text(encoding="utf-8"))]
+        for name in names:
+            if name not in HOMES:
+                problems.append(f"{path.relative_to(REPO)}: unknown generated section `{name}`")
+            elif HOMES[name] != path:
+                problems.append(f"{path.relative_to(REPO)}: section `{name}` belongs in "
+                                f"{HOMES[name].relative_to(REPO)}")
+            elif names.count(name) > 1:
+                problems.append(f"{path.relative_to(REPO)}: section `{name}` appears twice")
+    for name, home in HOMES.items():
+        if not home.exists() or name not in sections(home.read_text(encoding="utf-8")):
+            problems.append(f"{home.relative_to(REPO)}: no markers for section `{name}`")
+    return sorted(set(problems))
+
+
 def regenerate(text: str, names: tuple[str, ...] = tuple(RENDERERS)) -> str:
+    """`text` with the named sections rendered afresh (others left as they are)."""
     missing = set(names) - set(sections(text))
     if missing:
-        raise ValueError(f"README has no markers for: {', '.join(sorted(missing))}")
+        raise ValueError(f"no markers for: {', '.join(sorted(missing))}")
     fresh = {name: RENDERERS[name]() for name in names}
 
     def replace(match: re.Match) -> str:
@@ -216,16 +249,28 @@ def regenerate(text: str, names: tuple[str, ...] = tuple(RENDERERS)) -> str:
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
-    current = README.read_text(encoding="utf-8")
-    updated = regenerate(current)
-    if updated == current:
-        print("README.md is up to date")
+    problems = misplaced()
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
+    stale = []
+    for path in sorted(set(HOMES.values())):
+        current = path.read_text(encoding="utf-8")
+        names = tuple(name for name, home in HOMES.items() if home == path)
+        updated = regenerate(current, names)
+        if updated == current:
+            continue
+        stale.append(path.relative_to(REPO))
+        if not check:
+            path.write_text(updated, encoding="utf-8")
+    if not stale:
+        print("docs/ is up to date")
         return 0
     if check:
-        print("README.md is out of date: run `.venv/bin/python docs/readme.py`", file=sys.stderr)
+        print(f"out of date: {', '.join(map(str, stale))}; run "
+              "`.venv/bin/python docs/generate.py`", file=sys.stderr)
         return 1
-    README.write_text(updated, encoding="utf-8")
-    print("README.md regenerated")
+    print(f"regenerated: {', '.join(map(str, stale))}")
     return 0
 
 
