@@ -83,7 +83,8 @@ def _timed_store(root: Path):
 
 
 def tuneyard_write(files: dict[str, bytes], *, root: Path, events, store, number: int) -> dict:
-    from tuneyard.training.checkpoint import publish_checkpoint, read_manifest
+    from tuneyard.checkpoints.reader import read_manifest
+    from tuneyard.checkpoints.writer import publish_checkpoint
 
     root.mkdir(parents=True, exist_ok=True)
     store.put_seconds = 0.0

@@ -113,9 +113,10 @@ def publish_model(home: Path, model_dir: Path) -> tuple[str, str]:
     from sqlalchemy.orm import Session
 
     from bench.fixtures import running_job
+    from tuneyard.checkpoints.reader import read_manifest
+    from tuneyard.checkpoints.writer import publish_checkpoint
     from tuneyard.storage.local import LocalStore
     from tuneyard.tables import TrainingJob
-    from tuneyard.training.checkpoint import publish_checkpoint, read_manifest
     from tuneyard.worker.child import DbEvents
 
     # The base model is registered in the home's catalog, as an operator adds a local model.

@@ -6,16 +6,13 @@ import tarfile
 
 import pytest
 
-from tuneyard.training.checkpoint import (
-    MANIFEST,
-    CheckpointError,
+from tuneyard.checkpoints import MANIFEST, CheckpointError
+from tuneyard.checkpoints.reader import list_published, read_manifest, verify_checkpoint
+from tuneyard.checkpoints.writer import (
     build_model_archive,
     clean_leftovers,
-    list_published,
     prune_published,
     publish_checkpoint,
-    read_manifest,
-    verify_checkpoint,
 )
 
 
@@ -43,7 +40,7 @@ def _publish(tmp_path, number, staging=None, **extra):
 
 
 def test_publish_writes_manifest_last_and_renames(tmp_path, monkeypatch):
-    import tuneyard.training.checkpoint as ck
+    import tuneyard.checkpoints.writer as ck
 
     order = []
     real_fsync_file = ck._fsync_file

@@ -21,8 +21,8 @@ from transformers import TrainerCallback
 
 import tuneyard.training.loop as training_loop
 import tuneyard.training.publisher as publisher_module
+from tuneyard.checkpoints.reader import checkpoint_dir, list_published, verify_checkpoint
 from tuneyard.training import TrainingError, run_job
-from tuneyard.training.checkpoint import checkpoint_dir, list_published, verify_checkpoint
 
 from .conftest import RecordingEvents
 

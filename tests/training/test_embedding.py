@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tuneyard.checkpoints.reader import verify_checkpoint
+from tuneyard.checkpoints.writer import build_model_archive
 from tuneyard.training import JobSpec, TrainingError, resolve_parameters, run_job
-from tuneyard.training.checkpoint import build_model_archive, verify_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -82,8 +82,9 @@ def test_every_field_has_help_and_resolves_to_the_dataclass():
 
 def test_params_module_does_not_import_torch():
     code = (
-        "import sys, tuneyard.training, tuneyard.training.params, tuneyard.training.checkpoint,"
-        " tuneyard.models; print('torch' in sys.modules, 'transformers' in sys.modules)"
+        "import sys, tuneyard.training, tuneyard.training.params,"
+        " tuneyard.checkpoints.writer, tuneyard.checkpoints.reader, tuneyard.models;"
+        " print('torch' in sys.modules, 'transformers' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"

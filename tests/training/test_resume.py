@@ -2,8 +2,8 @@
 
 import pytest
 
+from tuneyard.checkpoints.reader import checkpoint_dir, list_published
 from tuneyard.training import run_job
-from tuneyard.training.checkpoint import checkpoint_dir, list_published
 
 pytestmark = [
     pytest.mark.slow,

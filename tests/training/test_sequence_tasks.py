@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tuneyard.checkpoints.reader import list_published, verify_checkpoint
 from tuneyard.training import JobSpec, TrainingError, resolve_parameters, run_job
-from tuneyard.training.checkpoint import list_published, verify_checkpoint
 
 pytestmark = [
     pytest.mark.slow,

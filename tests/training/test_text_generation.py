@@ -4,8 +4,8 @@ whose recorded eval loss is what the published files give."""
 import pytest
 import torch
 
+from tuneyard.checkpoints.reader import list_published, read_manifest, verify_checkpoint
 from tuneyard.training import TrainingError, run_job
-from tuneyard.training.checkpoint import list_published, read_manifest, verify_checkpoint
 
 pytestmark = [
     pytest.mark.slow,
@@ -88,7 +88,7 @@ def test_lora_fine_tune_and_archive(tmp_path, tiny_lm, letter_data, job, events)
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuneyard.training.checkpoint import build_model_archive
+    from tuneyard.checkpoints.writer import build_model_archive
 
     train, evaluation = letter_data
     summary = run_job(job(tiny_lm, train, evaluation, **LORA), workdir=tmp_path, events=events)

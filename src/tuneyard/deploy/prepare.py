@@ -7,7 +7,6 @@ process so the API server never imports the ML stack.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -17,11 +16,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tuneyard.catalog import load_catalog
+from tuneyard.checkpoints import CheckpointError
+from tuneyard.checkpoints.reader import (
+    download_checkpoint,
+    find_manifest,
+    manifest_labels,
+    read_manifest,
+)
 from tuneyard.config import Settings
 from tuneyard.storage import ArtifactStore
 from tuneyard.tables import Checkpoint, Deployment, TrainingJob
-
-MANIFEST = "checkpoint.json"
 
 
 class PrepareError(Exception):
@@ -63,17 +67,16 @@ def prepare_model(*, settings: Settings, store: ArtifactStore, session: Session,
         raise PrepareError(f"checkpoint {deployment.checkpoint} of "
                            f"{deployment.training_job_id} is gone")
     target = settings.home / "deployments" / deployment.id / "model"
-    if not (target / MANIFEST).exists():
-        shutil.rmtree(target, ignore_errors=True)
-        staging = target.with_name("model.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        for key in store.list(row.storage_prefix):
-            rel = key[len(row.storage_prefix):]
-            if not rel.startswith("state/"):  # optimizer state is not needed to serve
-                store.download_to(key, staging / rel)
-        staging.rename(target)
-    manifest = json.loads((target / MANIFEST).read_text())
-    return str(target), base_path, manifest.get("labels")
+    try:
+        # A previous start's download is whole (it is renamed into place) and
+        # reused; the resume state is not needed to serve.
+        if not find_manifest(target):
+            download_checkpoint(store=store, prefix=row.storage_prefix, target=target,
+                                model_only=True)
+        labels = manifest_labels(read_manifest(target))
+    except CheckpointError as exc:
+        raise PrepareError(str(exc)) from exc
+    return str(target), base_path, labels
 
 
 def remove_local(settings: Settings, deployment_id: str) -> None:

@@ -1,10 +1,9 @@
 """Loading what a checkpoint (or a base model, for the baseline) holds, for evaluation.
 
-A directory is one of: a full model (`from_pretrained`), a LoRA adapter
-(`adapter_config.json` + weights; its base is `base_model_path`, else the
-manifest's `base_model_path`, else the adapter's `base_model_name_or_path`),
-or a sentence-transformers model (embedding). `checkpoint.json`, when present,
-fills in labels and the base path the caller did not give.
+What a directory holds (a full model, a LoRA adapter and where its base is, a
+sentence-transformers model; its manifest's labels) is the checkpoint
+reader's call (`tuneyard.checkpoints.reader.describe_model`), and so is the
+dtype (`load_kwargs`).
 
 Classification and regression decide between the checkpoint's own head and a
 fresh one: the head is kept when the config is a sequence-classification
@@ -16,18 +15,15 @@ only the evaluation child process imports this module.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings
-from pathlib import Path
 
 import torch
 
+from tuneyard.checkpoints.reader import ModelDir, describe_model, load_kwargs
 from tuneyard.models.resolve import hub_offline
 
-ADAPTER_CONFIG = "adapter_config.json"
-MANIFEST = "checkpoint.json"
 FRESH_HEAD_SEED = 0
 
 
@@ -46,53 +42,11 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_kwargs() -> dict:
-    # fp32 on CPU (half precision is slow there and lossy); on GPU the weights'
-    # own dtype: training saves fp32, a bf16 base model stays bf16.
-    dtype = "auto" if torch.cuda.is_available() else torch.float32
-    return {"local_files_only": hub_offline(), "dtype": dtype}
-
-
-def read_manifest(model_dir: str | Path) -> dict:
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def is_adapter(model_dir: str | Path) -> bool:
-    return (Path(model_dir) / ADAPTER_CONFIG).is_file()
-
-
-def adapter_base(model_dir: str | Path, base_model_path: str | None) -> str:
-    """Where the adapter's base model is on this machine."""
-    if base_model_path:
-        return str(base_model_path)
-    manifest = read_manifest(model_dir)
-    if manifest.get("base_model_path"):
-        return str(manifest["base_model_path"])
-    config = json.loads((Path(model_dir) / ADAPTER_CONFIG).read_text())
-    base = config.get("base_model_name_or_path")
-    if not base:
-        raise ValueError(f"{model_dir} is a LoRA adapter but names no base model; "
-                         "pass base_model_path")
-    return str(base)
-
-
-def _has_tokenizer(path: str | Path) -> bool:
-    p = Path(path)
-    names = ("tokenizer.json", "tokenizer_config.json")
-    return p.is_dir() and any((p / n).is_file() for n in names)
-
-
-def load_tokenizer(model_dir: str, base: str | None):
+def load_tokenizer(source: ModelDir):
     from transformers import AutoTokenizer
 
-    source = model_dir if base is None or _has_tokenizer(model_dir) else base
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=hub_offline())
+    tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_source,
+                                              local_files_only=hub_offline())
     if tokenizer.pad_token_id is None:
         # Padding positions are masked; any id does, and EOS is always there.
         tokenizer.pad_token = tokenizer.eos_token
@@ -114,10 +68,11 @@ def load_causal_lm(model_dir: str, *, base_model_path: str | None = None):
     """(model in eval mode on the device, tokenizer)."""
     from transformers import AutoModelForCausalLM
 
-    base = adapter_base(model_dir, base_model_path) if is_adapter(model_dir) else None
-    tokenizer = load_tokenizer(model_dir, base)
-    model = AutoModelForCausalLM.from_pretrained(base or model_dir, **load_kwargs())
-    if base is not None:
+    source = describe_model(model_dir, base_model_path=base_model_path)
+    tokenizer = load_tokenizer(source)
+    where = source.base_model_path if source.is_adapter else source.source
+    model = AutoModelForCausalLM.from_pretrained(where, **load_kwargs(device=str(device())))
+    if source.is_adapter:
         model = _attach_adapter(model, model_dir)
     return model.to(device()).eval(), tokenizer
 
@@ -136,12 +91,9 @@ def _config_labels(config) -> list[str] | None:
     return [id2label[i] for i in range(len(id2label))] if id2label else None
 
 
-def _head_labels(model_dir: str, config) -> list[str] | None:
+def _head_labels(source: ModelDir, config) -> list[str] | None:
     """The labels the checkpoint's head was trained on, in row order, if it has one."""
-    manifest = read_manifest(model_dir)
-    if manifest.get("labels"):
-        return [str(label) for label in manifest["labels"]]
-    return _config_labels(config)
+    return source.labels or _config_labels(config)
 
 
 def _choose_labels(model_dir: str, labels: list[str] | None, head: list[str] | None,
@@ -169,19 +121,19 @@ def load_sequence_model(model_dir: str, *, labels: list[str] | None, multi_label
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    base = adapter_base(model_dir, base_model_path) if is_adapter(model_dir) else None
-    tokenizer = load_tokenizer(model_dir, base)
-    source = base or model_dir
+    described = describe_model(model_dir, base_model_path=base_model_path)
+    base = described.base_model_path if described.is_adapter else None
+    tokenizer = load_tokenizer(described)
+    source = base or described.source
     config = AutoConfig.from_pretrained(source, local_files_only=hub_offline())
-    manifest = read_manifest(model_dir)
-    checkpoint = bool(manifest)
-    if checkpoint and not regression and bool(manifest.get("multi_label")) != multi_label:
+    checkpoint = described.is_checkpoint
+    if checkpoint and not regression and described.multi_label != multi_label:
         raise ValueError(f"checkpoint {model_dir} was trained with multi_label="
-                         f"{bool(manifest.get('multi_label'))}, not {multi_label}")
+                         f"{described.multi_label}, not {multi_label}")
     if regression:
         labels, head_labels = ["value"], None
     else:
-        head_labels = _head_labels(model_dir, config)
+        head_labels = _head_labels(described, config)
         labels = _choose_labels(model_dir, labels, head_labels, checkpoint=checkpoint)
     wanted = problem_type(regression=regression, multi_label=multi_label)
     own = _config_labels(config)
@@ -201,7 +153,8 @@ def load_sequence_model(model_dir: str, *, labels: list[str] | None, multi_label
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(FRESH_HEAD_SEED)
         model = AutoModelForSequenceClassification.from_pretrained(
-            source, **head, ignore_mismatched_sizes=not keeps_head, **load_kwargs()
+            source, **head, ignore_mismatched_sizes=not keeps_head,
+            **load_kwargs(device=str(device())),
         )
     if base is not None:
         model = _attach_adapter(model, model_dir)
@@ -220,7 +173,7 @@ def load_sentence_model(model_dir: str, *, base_model_path: str | None = None,
     """
     from sentence_transformers import SentenceTransformer
 
-    if is_adapter(model_dir):
+    if describe_model(model_dir, base_model_path=base_model_path).is_adapter:
         raise ValueError(f"{model_dir} holds a LoRA adapter; embedding evaluation needs a "
                          "full sentence-transformers model")
     model = SentenceTransformer(str(model_dir), device=str(device()),

@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 from tuneyard.data import DatasetValidationError, inspect_dataset
 from tuneyard.errors import InvalidInput, NotFound, PayloadTooLarge
 from tuneyard.ids import new_id
-from tuneyard.services.projects import project_prefix
-from tuneyard.storage import ArtifactStore
+from tuneyard.storage import ArtifactStore, keys
 from tuneyard.tables import Dataset, Project, User
 
 ALLOWED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
@@ -61,7 +60,8 @@ def create_dataset(*, session: Session, store: ArtifactStore, project: Project, 
         except DatasetValidationError as exc:
             raise InvalidInput(f"file: {exc}") from None
         dataset_id = new_id("ds")
-        key = f"{project_prefix(project.id)}datasets/{dataset_id}/{_safe_name(filename)}"
+        key = keys.dataset_key(project_id=project.id, dataset_id=dataset_id,
+                               filename=_safe_name(filename))
         store.put_file(key, local)
     dataset = Dataset(
         id=dataset_id, project_id=project.id, name=(name or Path(filename).stem).strip(),
@@ -102,4 +102,4 @@ def delete_dataset(*, session: Session, store: ArtifactStore, project: Project,
     dataset = get_dataset(session=session, project=project, dataset_id=dataset_id)
     session.delete(dataset)
     session.flush()
-    store.delete_prefix(f"{project_prefix(project.id)}datasets/{dataset_id}/")
+    store.delete_prefix(keys.dataset_prefix(project_id=project.id, dataset_id=dataset_id))

@@ -18,18 +18,13 @@ from tuneyard.data import TASK_TYPES, normalize_split_ratio, task_fit_error
 from tuneyard.errors import InvalidInput, NotFound
 from tuneyard.ids import new_id
 from tuneyard.policy import DEFAULT_METRIC
-from tuneyard.services.projects import project_prefix
-from tuneyard.storage import ArtifactStore
+from tuneyard.storage import ArtifactStore, keys
 from tuneyard.tables import Checkpoint, Dataset, Project, TrainingJob, User
 from tuneyard.training.params import ParameterError, parse_parameters, resolve_parameters
 
 BASE_MODEL_OPTIONS = ("pre-trained", "fine-tuned")
 TERMINAL = ("Success", "Failed", "Cancelled", "TimedOut")
 HF_LINK = re.compile(r"^(?:https?://(?:www\.)?huggingface\.co/)?([\w.-]+/[\w.-]+?)/?$")
-
-
-def job_prefix(job: TrainingJob) -> str:
-    return f"{project_prefix(job.project_id)}jobs/{job.id}/"
 
 
 def _dataset(session: Session, project: Project, dataset_id: str, field: str) -> Dataset:
@@ -237,7 +232,7 @@ def delete_job(*, session: Session, store: ArtifactStore, job: TrainingJob,
             if job.status != "Running":
                 break
             time.sleep(0.2)
-    prefix = job_prefix(job)
+    prefix = keys.job_prefix(job)
     session.delete(job)
     session.flush()
     store.delete_prefix(prefix)

@@ -1,43 +1,35 @@
 """Loading the model a job starts from: a base model, or (continued training)
 a published checkpoint, full or LoRA, and wrapping it in a fresh LoRA adapter
-when the job asks for one.
+when the job asks for one. What a directory holds is the checkpoint reader's
+call (`tuneyard.checkpoints.reader.describe_model`).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from tuneyard.training.job import TrainingError
+from tuneyard.checkpoints.reader import describe_model, load_kwargs
+from tuneyard.models.resolve import hub_offline
 from tuneyard.training.params import TrainingParameters
-from tuneyard.training.runtime import load_kwargs
-
-
-def adapter_config(model_path: str) -> dict | None:
-    """The adapter_config.json of a LoRA checkpoint directory, else None."""
-    path = Path(model_path) / "adapter_config.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+from tuneyard.training.runtime import device
 
 
 def load_tokenizer(model_path: str, *, base_path: str | None = None):
     from transformers import AutoTokenizer
 
+    source = describe_model(model_path, base_model_path=base_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path, **_tok_kwargs())
+        tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_source,
+                                                  local_files_only=hub_offline())
     except (OSError, ValueError):
+        # A full checkpoint saved without a tokenizer: the base model's fits it.
         if base_path is None:
             raise
-        tokenizer = AutoTokenizer.from_pretrained(base_path, **_tok_kwargs())
+        tokenizer = AutoTokenizer.from_pretrained(base_path, local_files_only=hub_offline())
     if tokenizer.pad_token_id is None:
         # Many causal LMs ship without a pad token; padded positions are masked
         # out of attention and loss, so reusing EOS is harmless.
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     return tokenizer
-
-
-def _tok_kwargs() -> dict:
-    return {"local_files_only": load_kwargs()["local_files_only"]}
 
 
 def lora_config(params: TrainingParameters, task_type: str):
@@ -71,21 +63,14 @@ def load_for_training(
     (its base weights are not in the checkpoint); a full model gets a fresh
     adapter when `use_lora` is set.
     """
-    adapter = adapter_config(model_path)
-    kwargs = {**load_kwargs(), **model_kwargs}
-    if adapter is not None:
+    source = describe_model(model_path, base_model_path=base_path)
+    kwargs = {**load_kwargs(device=str(device()), training=True), **model_kwargs}
+    if source.is_adapter:
         from peft import PeftModel
 
-        base = base_path or adapter.get("base_model_name_or_path")
-        if not base:
-            raise TrainingError(f"LoRA checkpoint {model_path} does not name its base model")
-        if base.startswith(("/", "~")) and not Path(base).expanduser().exists():
-            raise TrainingError(
-                f"the base model of LoRA checkpoint {model_path} is not on this machine: {base}"
-            )
-        model = auto_class.from_pretrained(base, **kwargs)
+        model = auto_class.from_pretrained(source.base_model_path, **kwargs)
         model = PeftModel.from_pretrained(model, model_path, is_trainable=True)
-        return model, True, base
+        return model, True, source.base_model_path
     model = auto_class.from_pretrained(model_path, **kwargs)
     if params.use_lora:
         from peft import get_peft_model

@@ -14,7 +14,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneyard.training.checkpoint import STATE_DIR, read_manifest, verify_checkpoint
+from tuneyard.checkpoints import STATE_DIR
+from tuneyard.checkpoints.reader import has_state, read_manifest, verify_checkpoint
 from tuneyard.training.job import TrainingError, TrainingEvents
 from tuneyard.training.params import TrainingParameters
 from tuneyard.training.writer import MAX_IN_FLIGHT
@@ -97,7 +98,7 @@ def trainer_folder(checkpoint: Path, dest_root: Path) -> Path:
         manifest = verify_checkpoint(checkpoint)
     except Exception as exc:
         raise TrainingError(f"cannot resume from {checkpoint}: {exc}") from exc
-    if not any(rel.startswith(STATE_DIR + "/") for rel in manifest["files"]):
+    if not has_state(manifest):
         raise TrainingError(f"cannot resume from {checkpoint}: it has no training state")
     folder = Path(dest_root) / f"checkpoint-{manifest['step']}"
     shutil.rmtree(folder, ignore_errors=True)

@@ -41,7 +41,9 @@ from typing import Any
 from transformers import TrainerCallback
 
 from tuneyard import policy
-from tuneyard.training.checkpoint import STATE_DIR, publish_checkpoint, read_manifest
+from tuneyard.checkpoints import STATE_DIR
+from tuneyard.checkpoints.reader import read_manifest
+from tuneyard.checkpoints.writer import publish_checkpoint
 from tuneyard.training.job import TrainingEvents
 from tuneyard.training.params import TrainingParameters
 from tuneyard.training.snapshot import BeforeOptimizerStep, HostSlot, Snapshot, write_snapshot

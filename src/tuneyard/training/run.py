@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuneyard.training.checkpoint import clean_leftovers
+from tuneyard.checkpoints.writer import clean_leftovers
 from tuneyard.training.job import TASK_TYPES, JobSpec, TrainingError, TrainingEvents
 from tuneyard.training.loop import RunContext
 from tuneyard.training.params import ParameterError, parse_parameters

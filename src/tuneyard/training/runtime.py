@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from tuneyard.checkpoints import CheckpointError
 from tuneyard.models.resolve import ModelUnavailable, hub_offline
 from tuneyard.training.job import TrainingError
 from tuneyard.training.params import TrainingParameters
@@ -37,11 +38,6 @@ def precision() -> dict[str, bool]:
         return {"bf16": False, "fp16": False}
     bf16 = torch.cuda.is_bf16_supported()
     return {"bf16": bf16, "fp16": not bf16}
-
-
-def load_kwargs() -> dict:
-    """Keyword arguments for every from_pretrained: offline-safe, fp32."""
-    return {"local_files_only": hub_offline(), "dtype": torch.float32}
 
 
 def quiet_libraries() -> None:
@@ -109,6 +105,8 @@ def clear_errors(base_model: str) -> Iterator[None]:
         raise
     except ModelUnavailable as exc:
         raise TrainingError(exc.message) from exc
+    except CheckpointError as exc:  # the checkpoint to continue from is unusable
+        raise TrainingError(str(exc)) from exc
     except torch.OutOfMemoryError as exc:
         raise TrainingError(
             "out of GPU memory: lower per_device_train_batch_size (raising "

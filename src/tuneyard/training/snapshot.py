@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tuneyard.training.checkpoint import STATE_DIR
+from tuneyard.checkpoints import STATE_DIR
 
 # The file names the Trainer itself uses, so `resume_from_checkpoint` finds them.
 OPTIMIZER_FILE = "optimizer.pt"

@@ -22,11 +22,13 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from tuneyard.catalog import load_catalog
+from tuneyard.checkpoints import CheckpointError
+from tuneyard.checkpoints.reader import download_checkpoint
+from tuneyard.checkpoints.writer import build_model_archive, upload_checkpoint
 from tuneyard.config import Settings, get_settings
 from tuneyard.data import downsample, load_examples, rebalance, split_examples, to_task_examples
 from tuneyard.db import make_engine
-from tuneyard.services.jobs import job_prefix
-from tuneyard.storage import ArtifactStore, open_store
+from tuneyard.storage import ArtifactStore, keys, open_store
 from tuneyard.tables import Checkpoint, Dataset, TrainingJob, now
 from tuneyard.worker.loop import EXIT_RECORDED
 
@@ -42,21 +44,6 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
-
-
-def checkpoint_prefix(job: TrainingJob, number: int) -> str:
-    return f"{job_prefix(job)}checkpoints/{number:06d}/"
-
-
-def download_prefix(store: ArtifactStore, prefix: str, target: Path,
-                    *, skip_state: bool = False) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    for key in store.list(prefix):
-        rel = key[len(prefix):]
-        if skip_state and rel.startswith("state/"):
-            continue
-        store.download_to(key, target / rel)
-    return target
 
 
 class DbEvents:
@@ -96,21 +83,16 @@ class DbEvents:
             session.commit()
 
     def checkpoint(self, number: int, path: Path, manifest: dict) -> None:
-        from tuneyard.training.checkpoint import MANIFEST, build_model_archive
-
-        prefix = checkpoint_prefix(self.job, number)
+        prefix = keys.checkpoint_prefix(self.job, number=number)
         size = dir_size(path)
         root = getattr(self.store, "root", None)  # a local store's directory
         # The store copy plus the download archive of the model files.
         check_disk(Path(root) if root else self.workdir, needed=2 * size,
                    what=f"checkpoint {number}")
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
-        for file in files:  # the manifest goes last: it is what marks completeness
-            self.store.put_file(prefix + file.relative_to(path).as_posix(), file)
-        self.store.put_file(prefix + MANIFEST, path / MANIFEST)
+        upload_checkpoint(store=self.store, directory=path, prefix=prefix)
         archive = self.workdir / "archives" / f"{number:06d}.tar"
         size, sha256 = build_model_archive(path, archive)
-        archive_key = f"{job_prefix(self.job)}checkpoints/{number:06d}.tar"
+        archive_key = keys.archive_key(self.job, number=number)
         self.store.put_file(archive_key, archive)
         archive.unlink()
         with Session(self.engine) as session:
@@ -215,7 +197,8 @@ def resolve_base(*, settings: Settings, session: Session, store: ArtifactStore,
         Checkpoint.job_id == job.source_job_id, Checkpoint.number == job.source_checkpoint))
     if source is None or source.pruned:
         raise_failure(f"checkpoint {job.source_checkpoint} of {job.source_job_id} is gone")
-    local = download_prefix(store, source.storage_prefix, workdir / "source", skip_state=True)
+    local = download_checkpoint(store=store, prefix=source.storage_prefix,
+                                target=workdir / "source", model_only=True)
     return str(local), base_path
 
 
@@ -256,7 +239,8 @@ def main(job_id: str, worker_id: str) -> int:
         latest = rows[-1] if rows else None
         next_number = latest.number + 1 if latest else 1
         _remove_unrecorded(store, job, next_number)
-        resume_from = (download_prefix(store, latest.storage_prefix, workdir / "resume")
+        resume_from = (download_checkpoint(store=store, prefix=latest.storage_prefix,
+                                           target=workdir / "resume")
                        if latest else None)
         # Weights, optimizer state (about twice the weights) and a checkpoint copy.
         check_disk(workdir, needed=4 * dir_size(Path(model_path)), what="training")
@@ -275,7 +259,7 @@ def main(job_id: str, worker_id: str) -> int:
         else:  # finished, or stopped early because the metric stopped improving
             record(engine, job_id, status="Success", progress=100, finished_at=now())
         return EXIT_RECORDED
-    except (JobFailure, TrainingError, ModelUnavailable) as exc:
+    except (JobFailure, TrainingError, ModelUnavailable, CheckpointError) as exc:
         record(engine, job_id, status="Failed", error=str(exc), finished_at=now())
         return EXIT_RECORDED
     except MemoryError:
@@ -293,10 +277,9 @@ def main(job_id: str, worker_id: str) -> int:
 
 
 def _remove_unrecorded(store: ArtifactStore, job: TrainingJob, next_number: int) -> None:
-    base = job_prefix(job) + "checkpoints/"
-    for key in store.list(base):
-        name = key[len(base):].split("/", 1)[0].removesuffix(".tar")
-        if name.isdigit() and int(name) >= next_number:
+    for key in store.list(keys.checkpoints_prefix(job)):
+        number = keys.checkpoint_number_of(job, key)
+        if number is not None and number >= next_number:
             store.delete(key)
 
 

@@ -26,14 +26,14 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tuneyard.checkpoints.reader import download_checkpoint
 from tuneyard.config import get_settings
 from tuneyard.db import make_engine
-from tuneyard.services.jobs import job_prefix
 from tuneyard.services.retention import after_evaluation
-from tuneyard.storage import ArtifactStore, open_store
+from tuneyard.storage import ArtifactStore, keys, open_store
 from tuneyard.tables import Checkpoint, TrainingJob, now
 from tuneyard.training.params import parse_parameters
-from tuneyard.worker.child import download_prefix, prepare_examples, resolve_base
+from tuneyard.worker.child import prepare_examples, resolve_base
 
 log = logging.getLogger("tuneyard.evaluate")
 BASELINE = "baseline"
@@ -108,8 +108,8 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
         if baseline:
             model = test_set.base_model_dir
         else:
-            shutil.rmtree(model_dir, ignore_errors=True)
-            model = str(download_prefix(store, row.storage_prefix, model_dir, skip_state=True))
+            model = str(download_checkpoint(store=store, prefix=row.storage_prefix,
+                                            target=model_dir, model_only=True))
         from tuneyard.evaluation import evaluate_checkpoint
 
         params = parse_parameters(job.hyper_parameters)
@@ -122,9 +122,9 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
             batch_size=params.per_device_eval_batch_size,
             base_model_path=test_set.base_path,
         )
-        name = BASELINE if baseline else f"{int(target):06d}"
-        results_key = f"{job_prefix(job)}results/{name}.jsonl"
-        details_key = f"{job_prefix(job)}results/{name}.details.json"
+        number = None if baseline else int(target)
+        results_key = keys.results_key(job, number=number)
+        details_key = keys.details_key(job, number=number)
         _put_json_lines(store, results_key, result.rows, work)
         store.put(details_key, json.dumps(result.details, indent=2).encode())
         document = {"general_test_result_key": results_key, "details_key": details_key,

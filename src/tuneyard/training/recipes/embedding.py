@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuneyard.models.resolve import hub_offline
 from tuneyard.training.eval_loss import embedding_loss
 from tuneyard.training.features import downsample
 from tuneyard.training.job import JobSpec, TrainingError
 from tuneyard.training.loop import RunContext, fit
-from tuneyard.training.runtime import device, load_kwargs, trainer_arguments
+from tuneyard.training.runtime import device, trainer_arguments
 
 
 def _pairs(examples: list[dict]) -> dict[str, list]:
@@ -39,7 +40,7 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
         )
     set_seed(params.seed)
     model = SentenceTransformer(
-        spec.model_path, device=str(device()), local_files_only=load_kwargs()["local_files_only"]
+        spec.model_path, device=str(device()), local_files_only=hub_offline()
     )
     model.max_seq_length = min(params.max_seq_length, model.max_seq_length or params.max_seq_length)
     train_examples = downsample(spec.train_examples, params.downsample_size, params.seed)

@@ -7,10 +7,7 @@ so a checkpoint alone says what its outputs mean.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from tuneyard.training.checkpoint import MANIFEST
+from tuneyard.checkpoints.reader import find_manifest, manifest_labels
 from tuneyard.training.eval_loss import sequence_loss
 from tuneyard.training.features import PadCollator, downsample, sequence_features
 from tuneyard.training.job import JobSpec, TrainingError
@@ -26,20 +23,12 @@ def _data_labels(examples: list[dict]) -> list[str]:
     return sorted(names)
 
 
-def _checkpoint_labels(model_path: str) -> list[str] | None:
-    """Label names (in id order) of a tuneyard checkpoint we continue from."""
-    manifest = Path(model_path) / MANIFEST
-    if not manifest.is_file():
-        return None
-    labels = json.loads(manifest.read_text()).get("labels")
-    return list(labels) if labels else None
-
-
 def choose_labels(spec: JobSpec) -> list[str]:
     labels = list(spec.labels) if spec.labels else _data_labels(spec.train_examples)
     if not labels:
         raise TrainingError("classification needs at least one label; the training set has none")
-    previous = _checkpoint_labels(spec.model_path)
+    # A checkpoint we continue from: its labels, in the head's row order.
+    previous = manifest_labels(find_manifest(spec.model_path))
     if previous is not None:
         if set(previous) != set(labels):
             raise TrainingError(
