@@ -7,7 +7,8 @@ Modules, lightest first. The API server may import the first four (no torch):
   process, client  start / wait for / stop a model-server process; HTTP clients
 Inside the model-server process only (torch, transformers):
   server         the FastAPI app and `python -m tuneyard.serving.server`
-  loaded         `load_for_serving` -> `LoadedModel`; `Generation`
+  model          `LoadedModel` (the base every task implements), `Generation`
+  loaded         `load_for_serving` -> the `LoadedModel` of a task
   loading        what a model directory holds and how to load it
   generate       text generation, streaming
   encoders       classification / regression heads, embedders

@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from tuneyard.serving.loaded import LoadedModel
 from tuneyard.serving.loading import ClassifierParts
+from tuneyard.serving.model import LoadedModel
 from tuneyard.serving.params import validate_texts
 
 BATCH_SIZE = 32

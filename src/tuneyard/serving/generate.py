@@ -19,7 +19,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from tuneyard.serving.errors import InvalidRequest
-from tuneyard.serving.loaded import Generation, LoadedModel
+from tuneyard.serving.model import Generation, LoadedModel
 from tuneyard.serving.params import (
     DEFAULT_MAX_TOKENS_LIMIT,
     SamplingParams,

@@ -26,7 +26,7 @@ request or a route that does not fit the task, 500 for a failure):
     POST /embed     {texts: str | [str]} -> {embeddings: [[float]], prompt_tokens}
 
 Concurrency: requests are served concurrently by uvicorn, but every model call
-runs on the model's single worker thread in arrival order (see loaded.py), so
+runs on the model's single worker thread in arrival order (see model.py), so
 each request gets its own answer. A stream holds the model only while its
 tokens are generated: the deltas are queued, so a slow reader never stalls the
 model; generation is bounded by the token limit and --max-generation-seconds;
@@ -50,7 +50,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from tuneyard.serving.errors import InvalidRequest, ServingError
-from tuneyard.serving.loaded import LoadedModel
+from tuneyard.serving.model import LoadedModel
 from tuneyard.serving.params import DEFAULT_MAX_TOKENS_LIMIT, sampling_from_body, validate_texts
 
 log = logging.getLogger("tuneyard.serving.server")
