@@ -26,8 +26,8 @@ def load_for_serving(
     `model_dir` holds a full model (from_pretrained), a LoRA adapter
     (adapter_config.json: loaded on its base model and merged), or a
     sentence-transformers model (modules.json). An adapter's base is
-    `base_model_path`, else the manifest's `base_model_path`, else the
-    adapter's own `base_model_name_or_path`. `device` None picks cuda when
+    `base_model_path`, else as the checkpoint records it (the checkpoint
+    reader's `adapter_base`). `device` None picks cuda when
     available. `max_generation_seconds` bounds one generation's wall time (it
     then finishes with "length"), so no request can hold the model forever.
     Raises `ModelLoadError` with a message saying what is missing or wrong.

@@ -48,7 +48,7 @@ class JobSpec:
     """Classification with any number of labels per example (sigmoid/BCE)."""
     base_model_path: str | None = None
     """For continued training from a LoRA checkpoint: where its base model is
-    on this machine (defaults to the adapter's own base_model_name_or_path)."""
+    on this machine (else as the checkpoint records it: checkpoints.reader.adapter_base)."""
     started_at: float | None = None
     """When the job started (unix seconds); timeout_seconds counts from here
     (policy.timed_out). None: from when training starts."""
