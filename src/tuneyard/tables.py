@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from tuneyard.status import DeploymentStatus, JobStatus, TestStatus
+
 
 def now() -> int:
     return int(time.time())
@@ -114,7 +116,7 @@ class TrainingJob(Base):
     hyper_parameters: Mapped[dict] = mapped_column(JSON, default=dict)
     rebalance_data: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     test_functions: Mapped[list | None] = mapped_column(JSON, nullable=True)
-    status: Mapped[str] = mapped_column(String(20), default="Pending", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=JobStatus.PENDING, index=True)
     progress: Mapped[int] = mapped_column(Integer, default=0)
     training_loss: Mapped[list] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -155,7 +157,7 @@ class Checkpoint(Base):
     eval_loss: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Filled by evaluation: {general_test_result_key, aggregated_test_result}.
     test_results: Mapped[dict | None] = mapped_column(JSON, nullable=True)
-    test_status: Mapped[str] = mapped_column(String(20), default="pending")
+    test_status: Mapped[str] = mapped_column(String(20), default=TestStatus.PENDING)
     test_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     pruned: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
@@ -182,7 +184,8 @@ class Deployment(Base):
     task_type: Mapped[str] = mapped_column(String(40))
     server_type: Mapped[str] = mapped_column(String(20), default="on-demand")
     inactive_timeout: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    status: Mapped[str] = mapped_column(String(20), default="Pending", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=DeploymentStatus.PENDING,
+                                        index=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Where its model server listens while loaded (None when unloaded).
     server_url: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tuneyard.status import DeploymentStatus, JobStatus
+
 
 def _console(*, stderr: bool) -> Console:
     # Off a terminal (a pipe, a CI log) rich would assume 80 columns and cut
@@ -98,7 +100,8 @@ def size(n: int | None) -> str:
 
 def status_style(status: str) -> str:
     """A status word coloured by what it means for the user."""
-    colour = {"Success": "green", "Deployed": "green", "Running": "cyan", "Testing": "cyan",
-              "Deploying": "cyan", "Pending": "yellow", "Failed": "red", "TimedOut": "red",
-              "Cancelled": "magenta"}.get(status)
+    colour = {JobStatus.SUCCESS: "green", DeploymentStatus.DEPLOYED: "green",
+              JobStatus.RUNNING: "cyan", "Testing": "cyan", DeploymentStatus.DEPLOYING: "cyan",
+              JobStatus.PENDING: "yellow", JobStatus.FAILED: "red", JobStatus.TIMED_OUT: "red",
+              JobStatus.CANCELLED: "magenta"}.get(status)
     return f"[{colour}]{status}[/{colour}]" if colour else status

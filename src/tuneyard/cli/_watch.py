@@ -14,6 +14,8 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from tuneyard.status import JobStatus
+
 from ._checkpoints import best_checkpoint, checkpoint_table
 from ._output import note, out, status_style
 
@@ -73,7 +75,7 @@ def watch_job(api: TuneyardClient, project_id: str, job_id: str, *, interval: fl
             if job.finished:
                 finished_at = finished_at or time.monotonic()
                 evaluated = all(c.evaluated for c in checkpoints)
-                if job.status != "Success" or evaluated or \
+                if job.status != JobStatus.SUCCESS or evaluated or \
                         time.monotonic() - finished_at > eval_wait_s:
                     break
             time.sleep(interval)
@@ -82,7 +84,7 @@ def watch_job(api: TuneyardClient, project_id: str, job_id: str, *, interval: fl
             live.stop()
     if live is None:
         console.print(checkpoint_table(job, checkpoints))
-    if job.status == "Success" and not all(c.evaluated for c in checkpoints):
+    if job.status == JobStatus.SUCCESS and not all(c.evaluated for c in checkpoints):
         note(f"some test results are still pending; see `tuneyard checkpoints list {job.id}` "
              "later")
     best = best_checkpoint(job, checkpoints)

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from tuneyard.processes import spawn, stop_group
+from tuneyard.status import DeploymentStatus, JobStatus
 
 from ._output import err, fail, note, out, status_style, table
 
@@ -292,7 +293,7 @@ def _tour(api: TuneyardClient) -> Tour:
     from ._watch import watch_job
 
     job = watch_job(api, project.id, job.id, interval=1.0)
-    if job.status != "Success":
+    if job.status != JobStatus.SUCCESS:
         fail(f"job {job.id} ended {job.status}" + (f": {job.error}" if job.error else "")
              + f"; see `tuneyard jobs show {job.id}`")
     checkpoints = api.jobs.checkpoints(project.id, job.id)
@@ -312,7 +313,7 @@ def _tour(api: TuneyardClient) -> Tour:
             status.update(f"loading {deployment.id}: {deployment.status} … {_took(since)}")
             time.sleep(0.5)
             deployment = api.deployments.get(project.id, deployment.id)
-    if deployment.status != "Deployed":
+    if deployment.status != DeploymentStatus.DEPLOYED:
         fail(f"deployment {deployment.id} is {deployment.status}"
              + (f": {deployment.error}" if deployment.error else ""))
     out.print(f"  {deployment.id} ({deployment.name}) is {status_style(deployment.status)}: "

@@ -10,6 +10,8 @@ from enum import StrEnum
 
 import typer
 
+from tuneyard.status import DeploymentStatus
+
 from ._checkpoints import best_checkpoint
 from ._output import emit, err, fail, out, print_json, status_style, table, when
 from ._session import (
@@ -69,7 +71,7 @@ def deployments_create(
         emit(deployment, as_json=as_json, render=lambda: out.print(
             f"deployment {deployment.id} ({deployment.name}) of {job} checkpoint {number}: "
             f"{status_style(deployment.status)}"))
-    if wait and deployment.status != "Deployed":
+    if wait and deployment.status != DeploymentStatus.DEPLOYED:
         fail(f"deployment {deployment.id} is {deployment.status}"
              + (f": {deployment.error}" if deployment.error else ""))
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from tuneyard.status import JobStatus
+
 from ._checkpoints import checkpoint_table
 from ._output import emit, err, fail, note, out, size, status_style, table, when
 from ._progress import transfer_progress
@@ -177,7 +179,7 @@ def jobs_watch(job: str = typer.Argument(..., help="Job id."), project: str = Pr
 
 
 def _finish(job) -> None:
-    if job.status != "Success":
+    if job.status != JobStatus.SUCCESS:
         fail(f"job {job.id} ended {job.status}" + (f": {job.error}" if job.error else ""))
 
 

@@ -12,9 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tuneyard.status import DEPLOYMENT_STOPPED, JOB_FINAL, TEST_FINAL, DeploymentStatus
+
 # Job states after which nothing more happens to the job itself.
-JOB_FINAL_STATES = frozenset({"Success", "Failed", "TimedOut", "Cancelled"})
-DEPLOYMENT_FINAL_STATES = frozenset({"Deployed", "Failed", "Cancelled", "TimedOut"})
+JOB_FINAL_STATES = JOB_FINAL
+# Deployment states a waiting client stops at: up, or serving nothing until reactivated.
+DEPLOYMENT_FINAL_STATES = frozenset({DeploymentStatus.DEPLOYED, *DEPLOYMENT_STOPPED})
 
 
 class Record(BaseModel):
@@ -124,7 +127,7 @@ class Checkpoint(Record):
     def evaluated(self) -> bool:
         """Whether evaluation is over for this checkpoint (results landed or failed)."""
         if self.test_status is not None:
-            return self.test_status in ("done", "failed")
+            return self.test_status in TEST_FINAL
         return self.test_results is not None
 
 

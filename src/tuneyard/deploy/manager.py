@@ -30,6 +30,7 @@ from tuneyard.serving.process import (
     stop_model_server,
     wait_ready,
 )
+from tuneyard.status import DEPLOYMENT_LIVE, DEPLOYMENT_STOPPED, DeploymentStatus
 from tuneyard.storage import ArtifactStore
 from tuneyard.tables import Deployment, now
 
@@ -73,8 +74,9 @@ class DeploymentManager:
                 if row.server_pid:
                     signal_group(row.server_pid, signal.SIGKILL)
                 row.loaded, row.server_url, row.server_pid = False, None, None
-                if row.status in ("Deploying", "Deployed") and row.server_type == "on-demand":
-                    row.status = "Pending"
+                if row.status in (DeploymentStatus.DEPLOYING, DeploymentStatus.DEPLOYED) and \
+                        row.server_type == "on-demand":
+                    row.status = DeploymentStatus.PENDING
             session.commit()
 
     def _lock(self, dp_id: str) -> asyncio.Lock:
@@ -111,23 +113,25 @@ class DeploymentManager:
         async with self._lock(dp_id):
             if dp_id in self.running:
                 return self.running[dp_id]
-            await run_in_threadpool(self._update, dp_id, status="Deploying", error=None)
+            await run_in_threadpool(self._update, dp_id, status=DeploymentStatus.DEPLOYING,
+                                    error=None)
             try:
                 running = await run_in_threadpool(self._prepare_and_start, dp_id)
             except (PrepareError, ModelServerError, OSError) as exc:
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 log.warning("deployment %s failed to load: %s", dp_id, exc)
-                await run_in_threadpool(self._update, dp_id, status="Failed", error=message,
-                                        loaded=False)
+                await run_in_threadpool(self._update, dp_id, status=DeploymentStatus.FAILED,
+                                        error=message, loaded=False)
                 raise InvalidInput(f"deployment {dp_id} failed to load: {message}") from None
             with Session(self.engine) as session:
                 row = session.get(Deployment, dp_id)
-                gone = row is None or row.status in ("Cancelled",)
+                gone = row is None or row.status == DeploymentStatus.CANCELLED
             if gone:  # cancelled or deleted while loading
                 await run_in_threadpool(stop_model_server, running.handle, grace=1)
                 raise InvalidInput(f"deployment {dp_id} was cancelled")
             self.running[dp_id] = running
-            await run_in_threadpool(self._update, dp_id, status="Deployed", loaded=True,
+            await run_in_threadpool(self._update, dp_id, status=DeploymentStatus.DEPLOYED,
+                                    loaded=True,
                                     server_url=running.handle.url,
                                     server_pid=running.handle.pid,
                                     last_request_at=time.time())
@@ -146,7 +150,7 @@ class DeploymentManager:
 
     async def client_for(self, deployment: Deployment) -> Running:
         """The running model server for a request, loading it if needed."""
-        if deployment.status in ("Cancelled", "Failed", "TimedOut"):
+        if deployment.status in DEPLOYMENT_STOPPED:
             why = f": {deployment.error}" if deployment.error else ""
             raise InvalidInput(f"deployment {deployment.id} is {deployment.status}{why}; "
                                "reactivate it or create a new one")
@@ -167,16 +171,17 @@ class DeploymentManager:
     async def _tick(self) -> None:
         with Session(self.engine) as session:
             rows = list(session.scalars(select(Deployment).where(
-                Deployment.status.in_(("Pending", "Deployed", "Cancelled", "Deploying")))))
+                Deployment.status.in_((*DEPLOYMENT_LIVE, DeploymentStatus.CANCELLED)))))
             wanted = {r.id: (r.status, r.server_type, r.inactive_timeout, r.loaded)
                       for r in rows}
         for dp_id, (status, server_type, _timeout, _loaded) in wanted.items():
-            if status == "Pending" and server_type == "on-demand" and dp_id not in self._loading:
+            if status == DeploymentStatus.PENDING and server_type == "on-demand" and \
+                    dp_id not in self._loading:
                 self._loading.add(dp_id)
                 asyncio.create_task(self._load_quietly(dp_id))
-            elif status == "Pending" and server_type == "serverless":
-                await run_in_threadpool(self._update, dp_id, status="Deployed")
-            elif status == "Cancelled" and dp_id in self.running:
+            elif status == DeploymentStatus.PENDING and server_type == "serverless":
+                await run_in_threadpool(self._update, dp_id, status=DeploymentStatus.DEPLOYED)
+            elif status == DeploymentStatus.CANCELLED and dp_id in self.running:
                 await self.unload(dp_id)
         for dp_id, running in list(self.running.items()):
             status, _, timeout, _ = wanted.get(dp_id, (None, None, None, None))

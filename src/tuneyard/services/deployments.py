@@ -19,6 +19,7 @@ from tuneyard.errors import InvalidInput, NotFound
 from tuneyard.ids import new_id
 from tuneyard.schemas import DeploymentCreate
 from tuneyard.services.jobs import find_job
+from tuneyard.status import DEPLOYMENT_LIVE, DeploymentStatus
 from tuneyard.tables import Checkpoint, Deployment, Project, User
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ if TYPE_CHECKING:
 
 SERVER_TYPES = ("serverless", "on-demand")
 DEFAULT_INACTIVE_TIMEOUT = 3600  # seconds, as Emissary v2 documents
-LIVE = ("Pending", "Deploying", "Deployed")
 
 
 def create_deployment(*, session: Session, settings: Settings, project: Project, user: User,
@@ -67,7 +67,7 @@ def create_deployment(*, session: Session, settings: Settings, project: Project,
         base_model=base_model, task_type=task, server_type=server_type,
         inactive_timeout=(DEFAULT_INACTIVE_TIMEOUT if body.inactive_timeout is None
                           else body.inactive_timeout),
-        status="Pending", created_by=user.id, name="",
+        status=DeploymentStatus.PENDING, created_by=user.id, name="",
     )
     deployment.name = (body.name or "").strip() or f"deployment-{deployment.id[3:11]}"
     session.add(deployment)
@@ -90,7 +90,7 @@ def get_deployment(*, session: Session, project: Project, deployment_id: str) ->
 async def cancel_deployment(*, session: Session, manager: DeploymentManager,
                             deployment: Deployment) -> None:
     """Stop serving it; it stays listed as Cancelled (reactivate brings it back)."""
-    deployment.status = "Cancelled"
+    deployment.status = DeploymentStatus.CANCELLED
     session.commit()
     await manager.unload(deployment.id)
 
@@ -98,10 +98,11 @@ async def cancel_deployment(*, session: Session, manager: DeploymentManager,
 async def reactivate_deployment(*, session: Session, manager: DeploymentManager,
                                 deployment: Deployment) -> None:
     """Load a cancelled, failed or idle deployment again (Emissary v2)."""
-    if deployment.id in manager.running or deployment.status in ("Pending", "Deploying"):
+    if deployment.id in manager.running or deployment.status in (DeploymentStatus.PENDING,
+                                                                   DeploymentStatus.DEPLOYING):
         raise InvalidInput(f"deployment {deployment.id} is already "
                            f"{deployment.status.lower()} and active")
-    deployment.status, deployment.error = "Pending", None
+    deployment.status, deployment.error = DeploymentStatus.PENDING, None
     session.commit()
     await manager.load(deployment.id)
 
@@ -122,7 +123,7 @@ def find_by_model(*, session: Session, user: User, model: str) -> Deployment:
         row = session.scalars(
             select(Deployment).join(Project, Project.id == Deployment.project_id)
             .where(Deployment.name == model, Project.owner_id == user.id)
-            .order_by(Deployment.status.in_(LIVE).desc(), Deployment.id.desc())
+            .order_by(Deployment.status.in_(DEPLOYMENT_LIVE).desc(), Deployment.id.desc())
         ).first()
     if row is None or session.get(Project, row.project_id).owner_id != user.id:
         raise NotFound(f"model {model!r}: no deployment with that name or id")

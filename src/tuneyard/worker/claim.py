@@ -13,6 +13,7 @@ import time
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from tuneyard.status import JobStatus
 from tuneyard.tables import TrainingJob
 
 
@@ -20,8 +21,8 @@ def _claimable(lapsed_before: float):
     # Pending jobs, and Running jobs whose worker stopped heartbeating (it died:
     # the job resumes from its latest checkpoint).
     return or_(
-        TrainingJob.status == "Pending",
-        and_(TrainingJob.status == "Running",
+        TrainingJob.status == JobStatus.PENDING,
+        and_(TrainingJob.status == JobStatus.RUNNING,
              or_(TrainingJob.heartbeat_at.is_(None), TrainingJob.heartbeat_at < lapsed_before)),
     )
 
@@ -44,7 +45,7 @@ def claim_job(*, session: Session, worker_id: str, lapse_seconds: float) -> str 
         claimed = session.execute(
             update(TrainingJob)
             .where(TrainingJob.id == job_id, condition, TrainingJob.cancel_requested.is_(False))
-            .values(status="Running", worker_id=worker_id, heartbeat_at=now,
+            .values(status=JobStatus.RUNNING, worker_id=worker_id, heartbeat_at=now,
                     attempts=TrainingJob.attempts + 1, updated_at=int(now))
         ).rowcount
         if claimed == 1:
@@ -62,7 +63,7 @@ def heartbeat(*, session: Session, job_id: str, worker_id: str) -> bool:
     touched = session.execute(
         update(TrainingJob)
         .where(TrainingJob.id == job_id, TrainingJob.worker_id == worker_id,
-               TrainingJob.status == "Running")
+               TrainingJob.status == JobStatus.RUNNING)
         .values(heartbeat_at=time.time())
     ).rowcount
     session.commit()
