@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tuneyard.status import JobStatus
+
 DEFAULT_METRIC = {
     "text-generation": "loss",
     "classification": "accuracy",
@@ -37,7 +39,7 @@ LOWER_IS_BETTER = frozenset({"loss", "perplexity", "mse", "mae", "rmse", "hammin
 OWN_EVAL_METRICS = frozenset({"eval_seconds"})
 """Metrics whose own name starts with `eval_` (not the Trainer's prefix)."""
 
-TIMED_OUT = "TimedOut"
+TIMED_OUT = JobStatus.TIMED_OUT
 """The one status of a job that ran past its timeout_seconds."""
 
 TIMEOUT_GRACE_SECONDS = 30.0

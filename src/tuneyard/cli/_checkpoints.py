@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from tuneyard.policy import best_first, metric_number, ranking
+from tuneyard.status import TestStatus
 from tuneyard.training.params import parse_parameters
 
 from ._output import when
@@ -85,11 +86,11 @@ def checkpoint_table(job: TrainingJob | None, checkpoints: list[Checkpoint]) -> 
 
 
 def _test_state(ckpt: Checkpoint) -> str:
-    if ckpt.test_status == "failed":
+    if ckpt.test_status == TestStatus.FAILED:
         return f"[red]failed[/red] {ckpt.test_error or ''}".strip()
     if ckpt.test_status:
         return ckpt.test_status
-    return "done" if ckpt.test_results else "pending"
+    return TestStatus.DONE if ckpt.test_results else TestStatus.PENDING
 
 
 def _number(value: Any) -> float | None:

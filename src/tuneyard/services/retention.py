@@ -10,15 +10,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tuneyard import policy
+from tuneyard.status import DEPLOYMENT_LIVE, JobStatus, TestStatus
 from tuneyard.storage import ArtifactStore
 from tuneyard.tables import Checkpoint, Deployment, TrainingJob
 from tuneyard.training.params import parse_parameters
 
-ACTIVE_DEPLOYMENT = ("Pending", "Deploying", "Deployed")
-
 
 def metric_value(row: Checkpoint, metric: str) -> float | None:
-    if row.test_status != "done" or not row.test_results:
+    if row.test_status != TestStatus.DONE or not row.test_results:
         return None
     return policy.metric_number((row.test_results.get("aggregated_test_result") or {}).get(metric))
 
@@ -36,14 +35,14 @@ def after_evaluation(*, session: Session, store: ArtifactStore, job_id: str) -> 
     order = policy.best_first(values.items(), greater=rank.greater)
     job.best_checkpoint = order[0] if order else None
 
-    if job.status == "Running" and not job.early_stopped and policy.stop_early(
+    if job.status == JobStatus.RUNNING and not job.early_stopped and policy.stop_early(
             [v for v in values.values() if v is not None],
             patience=params.early_stopping_patience, greater=rank.greater):
         job.early_stopped = True
 
-    busy = {r.number for r in rows if r.test_status in ("pending", "running")}
+    busy = {r.number for r in rows if r.test_status in (TestStatus.PENDING, TestStatus.RUNNING)}
     busy |= set(session.scalars(select(Deployment.checkpoint).where(
-        Deployment.training_job_id == job_id, Deployment.status.in_(ACTIVE_DEPLOYMENT))))
+        Deployment.training_job_id == job_id, Deployment.status.in_(DEPLOYMENT_LIVE))))
     keep = policy.checkpoints_to_keep(numbers=[r.number for r in rows], ranked=order,
                                       keep=params.keep_checkpoints, busy=busy)
     for r in rows:
