@@ -18,12 +18,12 @@ from tuneyard.data import TASK_TYPES, normalize_split_ratio, task_fit_error
 from tuneyard.errors import InvalidInput, NotFound
 from tuneyard.ids import new_id
 from tuneyard.policy import DEFAULT_METRIC
+from tuneyard.status import JobStatus
 from tuneyard.storage import ArtifactStore, keys
 from tuneyard.tables import Checkpoint, Dataset, Project, TrainingJob, User
 from tuneyard.training.params import ParameterError, parse_parameters, resolve_parameters
 
 BASE_MODEL_OPTIONS = ("pre-trained", "fine-tuned")
-TERMINAL = ("Success", "Failed", "Cancelled", "TimedOut")
 HF_LINK = re.compile(r"^(?:https?://(?:www\.)?huggingface\.co/)?([\w.-]+/[\w.-]+?)/?$")
 
 
@@ -142,7 +142,7 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
         source_job_id=source_job.id if source_job else None, source_checkpoint=source_number,
         hf_model_link=hf_repo, task_type=task_type, train_dataset_id=train.id,
         test_dataset_id=test.id if test else None, split=split, hyper_parameters=params,
-        rebalance_data=rebalance, test_functions=test_functions, status="Pending",
+        rebalance_data=rebalance, test_functions=test_functions, status=JobStatus.PENDING,
         progress=0, training_loss=[], created_by=user.id,
     )
     job.name = job.name or f"training-{job.id[3:11]}"
@@ -210,10 +210,10 @@ def list_checkpoints(*, session: Session, job: TrainingJob) -> list[Checkpoint]:
 
 def cancel_job(*, session: Session, job: TrainingJob) -> TrainingJob:
     """Pending → Cancelled now; Running → the worker stops the child within seconds."""
-    if job.status == "Pending":
-        job.status = "Cancelled"
+    if job.status == JobStatus.PENDING:
+        job.status = JobStatus.CANCELLED
         job.finished_at = int(time.time())
-    elif job.status == "Running":
+    elif job.status == JobStatus.RUNNING:
         job.cancel_requested = True
     session.flush()
     return job
@@ -223,13 +223,13 @@ def delete_job(*, session: Session, store: ArtifactStore, job: TrainingJob,
                wait_seconds: float = 15.0) -> None:
     """Cancel a running job first (waiting for its worker to stop it), then remove
     its rows and artifacts."""
-    if job.status == "Running":
+    if job.status == JobStatus.RUNNING:
         cancel_job(session=session, job=job)
         session.commit()
         deadline = time.monotonic() + wait_seconds
         while time.monotonic() < deadline:
             session.refresh(job)
-            if job.status != "Running":
+            if job.status != JobStatus.RUNNING:
                 break
             time.sleep(0.2)
     prefix = keys.job_prefix(job)
