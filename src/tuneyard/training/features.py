@@ -7,7 +7,6 @@ every other position gets the label -100, which the loss ignores.
 
 from __future__ import annotations
 
-import random
 import re
 
 import torch
@@ -16,15 +15,6 @@ from tuneyard.training.job import TrainingError
 
 IGNORE = -100
 _GENERATION_BLOCK = re.compile(r"{%-?\s*generation\s*-?%}")
-
-
-def downsample(examples: list[dict], percent: int, seed: int) -> list[dict]:
-    """A seeded random `percent`% of the examples (at least one), in their order."""
-    if percent >= 100 or not examples:
-        return list(examples)
-    keep = max(1, round(len(examples) * percent / 100))
-    chosen = sorted(random.Random(seed).sample(range(len(examples)), keep))
-    return [examples[i] for i in chosen]
 
 
 def _ids(encoded) -> list[int]:

@@ -21,15 +21,17 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from tuneyard import policy
 from tuneyard.catalog import load_catalog
 from tuneyard.checkpoints import CheckpointError
 from tuneyard.checkpoints.reader import download_checkpoint
 from tuneyard.checkpoints.writer import build_model_archive, upload_checkpoint
 from tuneyard.config import Settings, get_settings
-from tuneyard.data import downsample, load_examples, rebalance, split_examples, to_task_examples
+from tuneyard.data import DEFAULT_TEST_SPLIT, choose_examples, load_examples, to_task_examples
 from tuneyard.db import make_engine
 from tuneyard.storage import ArtifactStore, keys, open_store
 from tuneyard.tables import Checkpoint, Dataset, TrainingJob, now
+from tuneyard.training.params import parse_parameters
 from tuneyard.worker.loop import EXIT_RECORDED
 
 log = logging.getLogger("tuneyard.child")
@@ -123,9 +125,12 @@ class DbEvents:
 
 def prepare_examples(*, session: Session, store: ArtifactStore, job: TrainingJob,
                      workdir: Path) -> tuple[list[dict], list[dict], list[str] | None, bool]:
-    """Train and test records in task form, split/downsampled/rebalanced by seed."""
-    params = job.hyper_parameters
-    seed = int(params.get("seed", 42))
+    """Train and test records in task form, chosen once (data.choose_examples) by seed.
+
+    The training process and the evaluations both call this: the same job always
+    trains and tests on the same records, and the trainer sees every training one.
+    """
+    params = parse_parameters(job.hyper_parameters)
 
     def load(dataset_id: str | None, role: str) -> tuple[list[dict], Dataset]:
         dataset = session.get(Dataset, dataset_id) if dataset_id else None
@@ -137,18 +142,14 @@ def prepare_examples(*, session: Session, store: ArtifactStore, job: TrainingJob
         return to_task_examples(records, shape=dataset.shape, task_type=job.task_type), dataset
 
     train, train_ds = load(job.train_dataset_id, "train")
-    if job.test_dataset_id:
-        test, _ = load(job.test_dataset_id, "test")
-    else:
-        if len(train) < 2:
-            raise_failure("the training set needs at least 2 records to hold out a test split")
-        train, test = split_examples(train, test_fraction=job.split["test_fraction"], seed=seed)
-    if params.get("downsample_size", 100) < 100:
-        train = downsample(train, percent=params["downsample_size"], seed=seed)
-    if job.rebalance_data:
-        train = rebalance(train, spec=job.rebalance_data, seed=seed)
-    if not train:
-        raise_failure("the training set is empty after splitting and downsampling")
+    test = load(job.test_dataset_id, "test")[0] if job.test_dataset_id else None
+    try:
+        train, test = choose_examples(
+            train, test, test_fraction=(job.split or {}).get("test_fraction", DEFAULT_TEST_SPLIT),
+            downsample_percent=params.downsample_size, rebalance_spec=job.rebalance_data,
+            seed=params.seed)
+    except ValueError as exc:
+        raise_failure(str(exc))
     labels = None
     multi = False
     if job.task_type == "classification":
@@ -247,14 +248,18 @@ def main(job_id: str, worker_id: str) -> int:
         spec = JobSpec(job_id=job.id, task_type=job.task_type, base_model=job.base_model,
                        model_path=model_path, train_examples=train, eval_examples=test,
                        hyper_parameters=job.hyper_parameters, labels=labels, multi_label=multi,
-                       base_model_path=base_path)
+                       base_model_path=base_path, started_at=job.started_at)
         events = DbEvents(engine=engine, store=store, job=job, workdir=workdir,
                           parent_pid=parent)
         summary = run_job(spec, workdir=workdir / "run", events=events,
                           resume_from=resume_from, next_number=next_number)
         with Session(engine) as session:
             early = bool(getattr(session.get(TrainingJob, job_id), "early_stopped", False))
-        if summary.get("stopped") and not early:
+        if summary["stop_reason"] == "timeout":  # the training loop saw the deadline
+            record(engine, job_id, status=policy.TIMED_OUT, finished_at=now(),
+                   error=policy.timeout_reason(parse_parameters(job.hyper_parameters)
+                                               .timeout_seconds))
+        elif summary["stopped"] and not early:
             record(engine, job_id, status="Cancelled", finished_at=now())
         else:  # finished, or stopped early because the metric stopped improving
             record(engine, job_id, status="Success", progress=100, finished_at=now())

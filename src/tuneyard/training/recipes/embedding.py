@@ -9,7 +9,6 @@ from pathlib import Path
 
 from tuneyard.models.resolve import hub_offline
 from tuneyard.training.eval_loss import embedding_loss
-from tuneyard.training.features import downsample
 from tuneyard.training.job import JobSpec, TrainingError
 from tuneyard.training.loop import RunContext, fit
 from tuneyard.training.runtime import device, trainer_arguments
@@ -43,7 +42,6 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
         spec.model_path, device=str(device()), local_files_only=hub_offline()
     )
     model.max_seq_length = min(params.max_seq_length, model.max_seq_length or params.max_seq_length)
-    train_examples = downsample(spec.train_examples, params.downsample_size, params.seed)
     eval_pairs = list(spec.eval_examples)
 
     def eval_loss(m):
@@ -64,7 +62,7 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
         model=model,
         args=trainer_arguments(params, output_dir=ctx.trainer_dir,
                                args_class=SentenceTransformerTrainingArguments),
-        train_dataset=Dataset.from_dict(_pairs(train_examples)),
+        train_dataset=Dataset.from_dict(_pairs(spec.train_examples)),
         loss=CosineSimilarityLoss(model),
         callbacks=[publisher],
     )

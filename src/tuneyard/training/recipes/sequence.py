@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from tuneyard.checkpoints.reader import find_manifest, manifest_labels
 from tuneyard.training.eval_loss import sequence_loss
-from tuneyard.training.features import PadCollator, downsample, sequence_features
+from tuneyard.training.features import PadCollator, sequence_features
 from tuneyard.training.job import JobSpec, TrainingError
 from tuneyard.training.loading import load_for_training, load_tokenizer
 from tuneyard.training.loop import RunContext, fit_pretrained
@@ -69,8 +69,7 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
     max_len = min(params.max_seq_length, tokenizer.model_max_length or params.max_seq_length)
     label2id = None if regression else head["label2id"]
     multi = spec.multi_label and not regression
-    train_examples = downsample(spec.train_examples, params.downsample_size, params.seed)
-    train_features = sequence_features(tokenizer, train_examples, max_len,
+    train_features = sequence_features(tokenizer, spec.train_examples, max_len,
                                        label2id=label2id, multi_label=multi)
     eval_features = sequence_features(tokenizer, spec.eval_examples, max_len,
                                       label2id=label2id, multi_label=multi)

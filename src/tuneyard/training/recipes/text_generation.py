@@ -4,7 +4,7 @@ or chat records, with the loss on completion / assistant tokens only."""
 from __future__ import annotations
 
 from tuneyard.training.eval_loss import causal_lm_loss
-from tuneyard.training.features import PadCollator, downsample, text_generation_features
+from tuneyard.training.features import PadCollator, text_generation_features
 from tuneyard.training.job import JobSpec, TrainingError
 from tuneyard.training.loading import load_for_training, load_tokenizer
 from tuneyard.training.loop import RunContext, fit_pretrained
@@ -26,8 +26,7 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
     if positions:
         max_len = min(max_len, positions)
 
-    train_examples = downsample(spec.train_examples, params.downsample_size, params.seed)
-    train_features = text_generation_features(tokenizer, train_examples, max_len)
+    train_features = text_generation_features(tokenizer, spec.train_examples, max_len)
     if not train_features:
         raise TrainingError(
             "no training example has a completion (or assistant turn) to learn from "
