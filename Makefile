@@ -8,14 +8,19 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 CONSTRAINTS := $(VENV)/torch-constraint.txt
 STAMP := $(VENV)/.setup-stamp
-# The test suite runs once on SQLite and once on PostgreSQL.
+# The test suite runs once on SQLite and once on PostgreSQL (the tests whose
+# behaviour depends on the database, and the end-to-end modules, which run
+# only there). Two xdist processes share the two cores; each torch gets one
+# thread so they do not fight over them.
 TEST_PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
+XDIST ?= -n 2 --dist loadfile
+TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 # The real Emissary SDK pins old pydantic/httpx, so it lives in its own
 # virtualenv that tuneyard never imports; end-to-end tests run it as a child.
 EMISSARY_VENV ?= .venv-emissary
 
-.PHONY: setup test test-sqlite test-postgres serve demo lint bench clean
+.PHONY: setup test test-fast serve demo lint bench clean
 
 setup: $(STAMP)
 
@@ -28,9 +33,13 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 test: setup $(EMISSARY_VENV)/.stamp
-	HF_HUB_OFFLINE=1 TUNEYARD_TEST_DATABASE_URL= $(BIN)/python -m pytest $(PYTEST_ARGS)
-	HF_HUB_OFFLINE=1 TUNEYARD_TEST_DATABASE_URL=$(TEST_PG_URL) TUNEYARD_TEST_REQUIRE_DB=1 \
-		$(BIN)/python -m pytest -m postgres $(PYTEST_ARGS)
+	$(TEST_ENV) TUNEYARD_TEST_DATABASE_URL= $(BIN)/python -m pytest $(XDIST) -m "not e2e" $(PYTEST_ARGS)
+	$(TEST_ENV) TUNEYARD_TEST_DATABASE_URL=$(TEST_PG_URL) TUNEYARD_TEST_REQUIRE_DB=1 \
+		$(BIN)/python -m pytest $(XDIST) -m postgres $(PYTEST_ARGS)
+
+# The inner loop: everything that neither trains nor starts a server, on SQLite.
+test-fast: setup
+	$(TEST_ENV) TUNEYARD_TEST_DATABASE_URL= $(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 serve: setup
 	$(BIN)/tuneyard serve

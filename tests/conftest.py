@@ -3,12 +3,18 @@
 The database under test is SQLite by default; `TUNEYARD_TEST_DATABASE_URL`
 points tests marked `postgres` at PostgreSQL (the second pass of `make test`).
 With `TUNEYARD_TEST_REQUIRE_DB=1` an unreachable PostgreSQL fails the run
-instead of skipping it.
+instead of skipping it. Under pytest-xdist each worker process gets its own
+PostgreSQL database (`<name>_gw0`, ...), created on first use.
+
+SQLite databases are copied from a template migrated once per process:
+running Alembic for every test would cost more than many of the tests.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,7 +26,47 @@ ADMIN_KEY = "ty_test-admin-key-0123456789"
 
 
 def _postgres_url() -> str | None:
-    return os.environ.get("TUNEYARD_TEST_DATABASE_URL") or None
+    """The PostgreSQL URL under test, one database per xdist worker; None on SQLite."""
+    url = os.environ.get("TUNEYARD_TEST_DATABASE_URL") or None
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if url is None or not worker:
+        return url
+    base, _, name = url.rpartition("/")
+    own = f"{base}/{name}_{worker}"
+    _create_database(admin_url=url, name=f"{name}_{worker}")
+    return own
+
+
+@functools.cache
+def _create_database(*, admin_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from tuneyard.db import normalize_url
+
+    engine = create_engine(normalize_url(admin_url), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - turned into a clear failure or skip
+        if os.environ.get("TUNEYARD_TEST_REQUIRE_DB"):
+            pytest.fail(f"PostgreSQL at {admin_url} is required but unreachable: {exc}")
+        pytest.skip(f"PostgreSQL unreachable: {exc}")
+    finally:
+        engine.dispose()
+
+
+@functools.cache
+def _sqlite_template() -> Path:
+    """A migrated SQLite database file, made once per test process."""
+    import tempfile
+
+    from tuneyard.db import upgrade
+
+    path = Path(tempfile.mkdtemp(prefix="tuneyard-template-")) / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
 
 
 def _reset_postgres(url: str) -> None:
@@ -48,7 +94,9 @@ def database_url(tmp_path: Path) -> str:
     if url:
         _reset_postgres(url)
         return url
-    return f"sqlite:///{tmp_path / 'tuneyard.db'}"
+    path = tmp_path / "tuneyard.db"
+    shutil.copyfile(_sqlite_template(), path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture

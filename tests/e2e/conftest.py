@@ -38,12 +38,12 @@ def emissary_python() -> Path:
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory):
     home = tmp_path_factory.mktemp("tuneyard-home")
-    pg_url = os.environ.get("TUNEYARD_TEST_DATABASE_URL")
+    from tests.conftest import _postgres_url, _reset_postgres
+
+    pg_url = _postgres_url()
     if pg_url:
         # Start from an empty database: rows left by earlier tests (say, Pending
         # jobs) would otherwise be picked up by this server's worker.
-        from tests.conftest import _reset_postgres
-
         _reset_postgres(pg_url)
     try:
         server = start_server(home)

@@ -82,7 +82,9 @@ def server_env(
             "PYTHONUNBUFFERED": "1",
         }
     )
-    database_url = os.environ.get("TUNEYARD_TEST_DATABASE_URL", "")
+    from tests.conftest import _postgres_url
+
+    database_url = _postgres_url()
     if database_url:
         env["TUNEYARD_DATABASE_URL"] = database_url
     env.update(extra or {})

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.e2e]
 
 ROWS = [{"prompt": f"say {c}:", "completion": f" {c}{c}{c}"} for c in "abcdefghijklmnop"]
 
