@@ -15,7 +15,10 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,31 +90,58 @@ def _reset_postgres(url: str) -> None:
         engine.dispose()
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """A fresh, empty database for one test."""
+def fresh_database_url(folder: Path) -> str:
+    """An empty, migrated database (a SQLite file in `folder`, or PostgreSQL reset)."""
     url = _postgres_url()
     if url:
         _reset_postgres(url)
         return url
-    path = tmp_path / "tuneyard.db"
+    path = folder / "tuneyard.db"
     shutil.copyfile(_sqlite_template(), path)
     return f"sqlite:///{path}"
 
 
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str):
+def make_settings(folder: Path, database_url: str):
+    """Settings with everything under `folder`: home, artifacts, the admin key."""
     from tuneyard.config import Settings
 
     return Settings(
-        home=tmp_path / "home",
+        home=folder / "home",
         database_url=database_url,
-        storage_url=str(tmp_path / "artifacts"),
+        storage_url=str(folder / "artifacts"),
         public_url="http://testserver",
         secret_key="test-signing-secret",
         bootstrap_api_key=ADMIN_KEY,
         embedded_worker=False,
     )
+
+
+@contextmanager
+def serving(settings) -> Iterator[tuple[Any, Any]]:
+    """(app, client): the real app on `settings`, with an in-process admin client."""
+    from fastapi.testclient import TestClient
+
+    from tuneyard.api.app import create_app
+    from tuneyard.db import make_engine
+
+    engine = make_engine(settings.resolved_database_url)
+    app = create_app(settings, engine=engine)
+    try:
+        with TestClient(app, headers={"X-API-Key": ADMIN_KEY}) as client:
+            yield app, client
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """A fresh, empty database for one test."""
+    return fresh_database_url(tmp_path)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str):
+    return make_settings(tmp_path, database_url)
 
 
 # Models the ML tests share, built once per session, offline.
@@ -154,3 +184,17 @@ def client(app):
 
     with TestClient(app, headers={"X-API-Key": ADMIN_KEY}) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """One real `tuneyard serve` per test process, shared by the CLI and client tests
+    (each test works in projects of its own, which is all the isolation they need)."""
+    from tests.e2e.server import start_server
+
+    try:
+        live = start_server(tmp_path_factory.mktemp("live-server"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield live
+    live.stop()

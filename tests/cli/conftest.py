@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.server import TUNEYARD_BIN, LiveServer, start_server
+from tests.e2e.server import TUNEYARD_BIN, LiveServer
 
 
 @dataclass
@@ -70,13 +70,8 @@ class Cli:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    try:
-        live = start_server(tmp_path_factory.mktemp("cli-server"))
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield live
-    live.stop()
+def server(live_server):
+    return live_server
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import LiveServer, start_server
+from tests.e2e.server import LiveServer
 from tuneyard.client import TuneyardAPIError, TuneyardClient
 
 ROWS = [{"prompt": f"{i % 10} plus one is", "completion": f" {(i + 1) % 10}"}
@@ -20,13 +20,8 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    try:
-        live = start_server(tmp_path_factory.mktemp("client-server"))
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield live
-    live.stop()
+def server(live_server):
+    return live_server
 
 
 @pytest.fixture

@@ -1,17 +1,60 @@
-"""Deployment fixtures: the worker's app/client/job fixtures, plus helpers."""
+"""Deployment fixtures: one app, project and worker per module, so a module
+trains its checkpoint once and every test deploys it (model servers are what
+these tests exercise, not training)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.worker.conftest import (  # noqa: F401 - fixtures re-exported for this folder
-    create_job,
-    dataset_id,
-    project,
-    settings,
-    wait_for,
-    worker,
-)
+from tests.conftest import fresh_database_url, make_settings, serving
+from tests.worker.conftest import job_creator, new_project, upload_pattern, wait_for
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("deploy")
+    settings = make_settings(folder, fresh_database_url(folder))
+    settings.heartbeat_seconds = 1.0
+    settings.worker_poll_seconds = 0.2
+    return settings
+
+
+@pytest.fixture(scope="module")
+def app_and_client(settings):
+    with serving(settings) as both:
+        yield both
+
+
+@pytest.fixture(scope="module")
+def app(app_and_client):
+    return app_and_client[0]
+
+
+@pytest.fixture(scope="module")
+def client(app_and_client):
+    return app_and_client[1]
+
+
+@pytest.fixture(scope="module")
+def project(client):
+    return new_project(client, "deploy")
+
+
+@pytest.fixture(scope="module")
+def dataset_id(client, project):
+    return upload_pattern(client, project)
+
+
+@pytest.fixture(scope="module")
+def create_job(client, project, dataset_id):
+    return job_creator(client, project, dataset_id)
+
+
+@pytest.fixture(scope="module")
+def worker(settings):
+    from tuneyard.worker.loop import Worker
+
+    return Worker(settings)
 
 
 @pytest.fixture

@@ -15,14 +15,15 @@ from tests.worker.conftest import wait_for
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def trained(client, project, create_job, worker, tmp_path):
+@pytest.fixture(scope="module")
+def trained(client, project, create_job, worker, tmp_path_factory):
+    """One trained job for the module: (job, its last checkpoint number, its weights)."""
     job = create_job(parameters={"num_train_epochs": 2})
     worker.run_once()
     url = f"/v1/projects/{project['id']}/training-jobs/{job['id']}/checkpoints"
     last = client.get(url).json()[-1]
     archive = client.get(last["model_download_url"].removeprefix("http://testserver")).content
-    target = tmp_path / "weights"
+    target = tmp_path_factory.mktemp("weights")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(target, filter="data")
     return job, last["checkpoint"], target
@@ -169,4 +170,4 @@ def test_serverless_loads_on_first_request(client, project, trained, deploy):
     assert resp.status_code == 200
     assert client.get(base).json()["active"] is True
     listed = client.get(f"/v1/projects/{project['id']}").json()["deployments"]
-    assert [d["id"] for d in listed] == [dep["id"]]
+    assert dep["id"] in [d["id"] for d in listed]

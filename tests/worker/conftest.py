@@ -22,21 +22,19 @@ def settings(settings):
     return settings
 
 
-@pytest.fixture
-def project(client):
-    return client.post("/v1/projects", json={"name": "w"}).json()
+def new_project(client, name: str = "w") -> dict:
+    return client.post("/v1/projects", json={"name": name}).json()
 
 
-@pytest.fixture
-def dataset_id(client, project):
+def upload_pattern(client, project) -> str:
     resp = client.post(f"/v1/projects/{project['id']}/datasets",
                        files={"file": ("pattern.jsonl", PATTERN)}, data={"name": "pattern"})
     assert resp.status_code == 201, resp.text
     return resp.json()["id"]
 
 
-@pytest.fixture
-def create_job(client, project, dataset_id):
+def job_creator(client, project, dataset_id):
+    """`create(**overrides)`: a text-generation job on the tiny LM, quick to train."""
     def create(**overrides):
         params = {"num_train_epochs": 3, "per_device_train_batch_size": 8,
                   "learning_rate": 0.003, "logging_steps": 1, "max_seq_length": 64,
@@ -47,6 +45,21 @@ def create_job(client, project, dataset_id):
         assert resp.status_code == 201, resp.text
         return resp.json()
     return create
+
+
+@pytest.fixture
+def project(client):
+    return new_project(client)
+
+
+@pytest.fixture
+def dataset_id(client, project):
+    return upload_pattern(client, project)
+
+
+@pytest.fixture
+def create_job(client, project, dataset_id):
+    return job_creator(client, project, dataset_id)
 
 
 @pytest.fixture
