@@ -29,6 +29,7 @@ from tuneyard.checkpoints.writer import build_model_archive, upload_checkpoint
 from tuneyard.config import Settings, get_settings
 from tuneyard.data import DEFAULT_TEST_SPLIT, choose_examples, load_examples, to_task_examples
 from tuneyard.db import make_engine
+from tuneyard.status import JobStatus
 from tuneyard.storage import ArtifactStore, keys, open_store
 from tuneyard.tables import Checkpoint, Dataset, TrainingJob, now
 from tuneyard.training.params import parse_parameters
@@ -119,7 +120,7 @@ class DbEvents:
         with Session(self.engine) as session:
             job = session.get(TrainingJob, self.job.id)
             self._stop = (job is None or job.cancel_requested or job.early_stopped
-                          or job.status != "Running")
+                          or job.status != JobStatus.RUNNING)
         return self._stop
 
 
@@ -206,7 +207,7 @@ def resolve_base(*, settings: Settings, session: Session, store: ArtifactStore,
 def record(engine, job_id: str, **values) -> None:
     with Session(engine) as session:
         session.execute(update(TrainingJob).where(TrainingJob.id == job_id,
-                                                  TrainingJob.status == "Running")
+                                                  TrainingJob.status == JobStatus.RUNNING)
                         .values(updated_at=now(), **values))
         session.commit()
 
@@ -260,20 +261,20 @@ def main(job_id: str, worker_id: str) -> int:
                    error=policy.timeout_reason(parse_parameters(job.hyper_parameters)
                                                .timeout_seconds))
         elif summary["stopped"] and not early:
-            record(engine, job_id, status="Cancelled", finished_at=now())
+            record(engine, job_id, status=JobStatus.CANCELLED, finished_at=now())
         else:  # finished, or stopped early because the metric stopped improving
-            record(engine, job_id, status="Success", progress=100, finished_at=now())
+            record(engine, job_id, status=JobStatus.SUCCESS, progress=100, finished_at=now())
         return EXIT_RECORDED
     except (JobFailure, TrainingError, ModelUnavailable, CheckpointError) as exc:
-        record(engine, job_id, status="Failed", error=str(exc), finished_at=now())
+        record(engine, job_id, status=JobStatus.FAILED, error=str(exc), finished_at=now())
         return EXIT_RECORDED
     except MemoryError:
-        record(engine, job_id, status="Failed", finished_at=now(),
+        record(engine, job_id, status=JobStatus.FAILED, finished_at=now(),
                error="out of memory: try a smaller batch size or max_seq_length, or LoRA")
         return EXIT_RECORDED
     except Exception as exc:  # noqa: BLE001 - recorded, with the traceback in the log
         traceback.print_exc()
-        record(engine, job_id, status="Failed", finished_at=now(),
+        record(engine, job_id, status=JobStatus.FAILED, finished_at=now(),
                error=f"internal error: {type(exc).__name__}: {exc}")
         return EXIT_RECORDED
     finally:
