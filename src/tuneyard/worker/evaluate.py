@@ -30,6 +30,7 @@ from tuneyard.checkpoints.reader import download_checkpoint
 from tuneyard.config import get_settings
 from tuneyard.db import make_engine
 from tuneyard.services.retention import after_evaluation
+from tuneyard.status import JobStatus, TestStatus
 from tuneyard.storage import ArtifactStore, keys, open_store
 from tuneyard.tables import Checkpoint, TrainingJob, now
 from tuneyard.training.params import parse_parameters
@@ -75,7 +76,7 @@ def next_target(session: Session, job: TrainingJob) -> str | None:
         return BASELINE
     number = session.scalar(
         select(Checkpoint.number).where(Checkpoint.job_id == job.id,
-                                        Checkpoint.test_status == "pending",
+                                        Checkpoint.test_status == TestStatus.PENDING,
                                         Checkpoint.pruned.is_(False))
         .order_by(Checkpoint.number).limit(1))
     return None if number is None else str(number)
@@ -101,7 +102,7 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
             Checkpoint.job_id == job.id, Checkpoint.number == int(target)))
         if row is None or row.pruned:
             return
-        row.test_status = "running"
+        row.test_status = TestStatus.RUNNING
         session.commit()
     model_dir = work / "model"
     try:
@@ -130,9 +131,9 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
         document = {"general_test_result_key": results_key, "details_key": details_key,
                     "aggregated_test_result": result.aggregated}
         if baseline:
-            job.baseline_test_results = {**document, "status": "done"}
+            job.baseline_test_results = {**document, "status": TestStatus.DONE}
         else:
-            row.test_results, row.test_status, row.test_error = document, "done", None
+            row.test_results, row.test_status, row.test_error = document, TestStatus.DONE, None
             row.updated_at = max(now(), row.created_at)
         log.info("evaluated %s of %s: %s", target, job.id, result.aggregated)
     except Exception as exc:  # noqa: BLE001 - recorded on the checkpoint
@@ -148,9 +149,9 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
 def record_failure(*, session: Session, job: TrainingJob, row: Checkpoint | None,
                    message: str) -> None:
     if row is None:
-        job.baseline_test_results = {"status": "failed", "error": message}
+        job.baseline_test_results = {"status": TestStatus.FAILED, "error": message}
     else:
-        row.test_status, row.test_error, row.updated_at = "failed", message, now()
+        row.test_status, row.test_error, row.updated_at = TestStatus.FAILED, message, now()
 
 
 def _prepare_or_fail_all(*, settings, session, store, job, work) -> TestSet | None:
@@ -164,7 +165,7 @@ def _prepare_or_fail_all(*, settings, session, store, job, work) -> TestSet | No
         if job.baseline_test_results is None:
             record_failure(session=session, job=job, row=None, message=message)
         for row in session.scalars(select(Checkpoint).where(
-                Checkpoint.job_id == job.id, Checkpoint.test_status == "pending")):
+                Checkpoint.job_id == job.id, Checkpoint.test_status == TestStatus.PENDING)):
             record_failure(session=session, job=job, row=row, message=message)
         session.commit()
         return None
@@ -186,7 +187,7 @@ def evaluate_job(job_id: str) -> int:
                 # The status is read before looking for work: a checkpoint's row
                 # is inserted before training records its final status, so an
                 # ended job with nothing pending has nothing more coming.
-                training_over = job.status != "Running"
+                training_over = job.status != JobStatus.RUNNING
                 target = next_target(session, job)
                 if target is None:
                     if training_over:

@@ -24,6 +24,7 @@ from tuneyard import policy
 from tuneyard.config import Settings
 from tuneyard.db import engine_for
 from tuneyard.processes import spawn, stop_group
+from tuneyard.status import JobStatus, TestStatus
 from tuneyard.tables import Checkpoint, TrainingJob
 from tuneyard.training.params import parse_parameters
 from tuneyard.worker.claim import claim_job, heartbeat
@@ -64,7 +65,7 @@ class Worker:
             if error:
                 values["error"] = error
             session.execute(update(TrainingJob).where(
-                TrainingJob.id == job_id, TrainingJob.status == "Running",
+                TrainingJob.id == job_id, TrainingJob.status == JobStatus.RUNNING,
                 TrainingJob.worker_id == self.worker_id).values(**values))
             session.commit()
 
@@ -72,8 +73,8 @@ class Worker:
         with Session(self.engine) as session:
             session.execute(update(TrainingJob).where(
                 TrainingJob.id == job_id, TrainingJob.worker_id == self.worker_id,
-                TrainingJob.status == "Running").values(status="Pending", worker_id=None,
-                                                        heartbeat_at=None))
+                TrainingJob.status == JobStatus.RUNNING,
+            ).values(status=JobStatus.PENDING, worker_id=None, heartbeat_at=None))
             session.commit()
 
     def _spawn_evaluation(self, job_id: str) -> subprocess.Popen:
@@ -95,7 +96,7 @@ class Worker:
                 return True
             return session.scalar(
                 select(Checkpoint.number).where(Checkpoint.job_id == job_id,
-                                                Checkpoint.test_status == "pending",
+                                                Checkpoint.test_status == TestStatus.PENDING,
                                                 Checkpoint.pruned.is_(False)).limit(1)
             ) is not None
 
@@ -106,8 +107,8 @@ class Worker:
             why += " (out of memory?)"
         with Session(self.engine) as session:
             session.execute(update(Checkpoint).where(
-                Checkpoint.job_id == job_id, Checkpoint.test_status == "running")
-                .values(test_status="failed", test_error=f"the evaluation process {why}",
+                Checkpoint.job_id == job_id, Checkpoint.test_status == TestStatus.RUNNING)
+                .values(test_status=TestStatus.FAILED, test_error=f"the evaluation process {why}",
                         updated_at=int(time.time())))
             session.commit()
 
@@ -116,8 +117,8 @@ class Worker:
         with Session(self.engine) as session:
             # An evaluation cut short by a crash starts over.
             session.execute(update(Checkpoint).where(
-                Checkpoint.job_id == job_id, Checkpoint.test_status == "running")
-                .values(test_status="pending"))
+                Checkpoint.job_id == job_id, Checkpoint.test_status == TestStatus.RUNNING)
+                .values(test_status=TestStatus.PENDING))
             session.commit()
         proc = self.current = self._spawn(job_id, log_path)
         log.info("job %s: started child pid %s (log %s)", job_id, proc.pid, log_path)
@@ -166,7 +167,7 @@ class Worker:
                         continue  # the child recorded a final status and is exiting
                     if job.cancel_requested:
                         stop_group(proc, grace=GRACE_SECONDS)
-                        self._finish(job_id, "Cancelled")
+                        self._finish(job_id, JobStatus.CANCELLED)
                         return
                     # The training loop stops itself at the deadline and records
                     # TimedOut; this ends a child that could not (stuck loading).
@@ -186,7 +187,7 @@ class Worker:
         if code in (0, EXIT_RECORDED):
             # The child recorded Success/Failed/Cancelled itself; make sure a
             # status is final even if it could not.
-            self._finish(job_id, "Failed", "the training process ended without a status")
+            self._finish(job_id, JobStatus.FAILED, "the training process ended without a status")
             return True
         why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
         if code == -signal.SIGKILL:
@@ -199,7 +200,7 @@ class Worker:
                         job_id, why)
             self._requeue(job_id)
             return False
-        self._finish(job_id, "Failed",
+        self._finish(job_id, JobStatus.FAILED,
                      f"the training process crashed {attempts} times (last: {why}); "
                      f"see {log_path}")
         return True
@@ -209,9 +210,9 @@ class Worker:
         """Jobs cancelled while their worker was gone end as Cancelled."""
         with Session(self.engine) as session:
             session.execute(update(TrainingJob).where(
-                TrainingJob.status == "Running", TrainingJob.cancel_requested.is_(True),
+                TrainingJob.status == JobStatus.RUNNING, TrainingJob.cancel_requested.is_(True),
                 TrainingJob.heartbeat_at < time.time() - self.lapse,
-            ).values(status="Cancelled", finished_at=int(time.time())))
+            ).values(status=JobStatus.CANCELLED, finished_at=int(time.time())))
             session.commit()
 
     def run_once(self, stop: threading.Event | None = None) -> str | None:
@@ -239,7 +240,7 @@ class Worker:
 def pending_count(settings: Settings) -> int:
     with Session(engine_for(settings.resolved_database_url)) as session:
         return len(list(session.scalars(
-            select(TrainingJob.id).where(TrainingJob.status == "Pending"))))
+            select(TrainingJob.id).where(TrainingJob.status == JobStatus.PENDING))))
 
 
 def start_embedded(settings: Settings) -> tuple[threading.Thread, threading.Event]:
