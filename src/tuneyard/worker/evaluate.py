@@ -96,6 +96,7 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
                     target: str, test_set: TestSet, work: Path) -> None:
     """Evaluate one target and record its results (or its failure)."""
     baseline = target == BASELINE
+    job_id = job.id  # usable after a commit even if the row was deleted meanwhile
     row = None
     if not baseline:
         row = session.scalar(select(Checkpoint).where(
@@ -126,8 +127,16 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
         number = None if baseline else int(target)
         results_key = keys.results_key(job, number=number)
         details_key = keys.details_key(job, number=number)
+        if not _job_exists(session, job_id):
+            return  # deleted while we evaluated: its files are gone, add none
         _put_json_lines(store, results_key, result.rows, work)
         store.put(details_key, json.dumps(result.details, indent=2).encode())
+        if not _job_exists(session, job_id):
+            # Deleted while we wrote: the deletion may have listed the job's
+            # files before ours landed, so remove them ourselves.
+            store.delete(results_key)
+            store.delete(details_key)
+            return
         document = {"general_test_result_key": results_key, "details_key": details_key,
                     "aggregated_test_result": result.aggregated}
         if baseline:
@@ -144,6 +153,13 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
         shutil.rmtree(model_dir, ignore_errors=True)
     session.commit()
     after_evaluation(session=session, store=store, job_id=job.id)
+
+
+def _job_exists(session: Session, job_id: str) -> bool:
+    """Whether the job's row is still there, read in a new transaction: a SQLite
+    reader keeps seeing the snapshot its transaction started with."""
+    session.commit()
+    return session.scalar(select(TrainingJob.id).where(TrainingJob.id == job_id)) is not None
 
 
 def record_failure(*, session: Session, job: TrainingJob, row: Checkpoint | None,
