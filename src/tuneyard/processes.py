@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["group_alive", "signal_group", "spawn", "stop_group"]
+__all__ = ["ForkedChild", "group_alive", "signal_group", "spawn", "spawn_module", "stop_group"]
 
 
 def spawn(
@@ -99,10 +99,10 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def _reap(target: subprocess.Popen | int) -> None:
+def _reap(target: subprocess.Popen | ForkedChild | int) -> None:
     """Collect the leader's exit status if it is our child and has exited, so
     that no zombie of ours outlives `stop_group` (and killpg stops seeing it)."""
-    if isinstance(target, subprocess.Popen):
+    if not isinstance(target, int):
         target.poll()
         return
     try:
@@ -112,7 +112,8 @@ def _reap(target: subprocess.Popen | int) -> None:
 
 
 def stop_group(
-    target: subprocess.Popen | int, *, grace: float = 10.0, kill_wait: float = 10.0
+    target: subprocess.Popen | ForkedChild | int, *, grace: float = 10.0,
+    kill_wait: float = 10.0
 ) -> bool:
     """SIGTERM the process group led by `target` (a `spawn`ed Popen, or its pid),
     wait up to `grace` seconds for every member to exit, then SIGKILL what is left.
@@ -121,7 +122,7 @@ def stop_group(
     False if something survived SIGKILL for `kill_wait` seconds (a process
     stuck in the kernel). A Popen's `returncode` is set when this returns True.
     """
-    pgid = target.pid if isinstance(target, subprocess.Popen) else int(target)
+    pgid = int(target) if isinstance(target, int) else target.pid
 
     def gone() -> bool:
         _reap(target)  # first: without /proc a zombie leader would count as alive
@@ -140,3 +141,88 @@ def stop_group(
                 return True
             time.sleep(0.05)
     return gone()
+
+
+# -- Python children forked from a preloaded server --------------------------
+# A job's training and evaluation processes import torch and transformers,
+# which costs about ten seconds of CPU per process on a small machine: more
+# than many jobs spend training. `spawn_module` forks them instead from a
+# multiprocessing "forkserver" that has imported those libraries once (it
+# has run no torch code, so forking it is safe; it is a fresh interpreter,
+# not this process, so the API server itself never imports torch). Each child
+# is still a process of its own, in its own process group, as with `spawn`.
+PRELOAD = ("torch", "transformers", "peft", "tuneyard.worker.child",
+           "tuneyard.worker.evaluate", "tuneyard.training", "tuneyard.evaluation.evaluate")
+_context = None
+
+
+def _forkserver():
+    global _context
+    if _context is None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(PRELOAD))
+        _context = context
+    return _context
+
+
+class ForkedChild:
+    """A `spawn_module` child, with the part of Popen's interface tuneyard uses."""
+
+    def __init__(self, process):
+        self._process = process
+        self.pid: int = process.pid
+
+    def poll(self) -> int | None:
+        """The exit code (negative: killed by that signal), or None while it runs."""
+        return self._process.exitcode
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+        return self._process.exitcode
+
+
+def _run_module(module: str, argv: list[str], env: dict[str, str], log_path: str) -> None:
+    """In the forked child: become a session leader, send output to the log,
+    take the given environment, then run `python -m module argv...`."""
+    import runpy
+    import sys
+
+    os.setsid()
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    for fd, target in ((devnull, 0), (out, 1), (out, 2)):
+        os.dup2(fd, target)
+    os.close(out)
+    os.close(devnull)
+    os.environ.clear()
+    os.environ.update(env)
+    from tuneyard.config import get_settings
+
+    get_settings.cache_clear()  # read again from this child's environment
+    threads = env.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and "torch" in sys.modules:
+        # The OpenMP runtime read the variable when the server loaded it.
+        sys.modules["torch"].set_num_threads(int(threads))
+    sys.argv = [module, *argv]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def spawn_module(module: str, argv: Sequence[str], *, log_path: str | os.PathLike,
+                 env: Mapping[str, str]) -> ForkedChild:
+    """Like `spawn([sys.executable, "-m", module, *argv], ...)`, forked from the
+    preloaded server. `env` is the child's complete environment; output (stdout
+    and stderr) is appended to `log_path`."""
+    process = _forkserver().Process(
+        target=_run_module, args=(module, list(argv), dict(env), str(log_path)),
+        name=f"tuneyard:{module}")
+    process.start()
+    return ForkedChild(process)

@@ -11,8 +11,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ from sqlalchemy.orm import Session
 from tuneyard import policy
 from tuneyard.config import Settings
 from tuneyard.db import engine_for
-from tuneyard.processes import spawn, stop_group
+from tuneyard.processes import ForkedChild, spawn_module, stop_group
 from tuneyard.status import JobStatus, TestStatus
 from tuneyard.tables import Checkpoint, TrainingJob
 from tuneyard.training.params import parse_parameters
@@ -44,7 +42,7 @@ class Worker:
         self.engine = engine_for(settings.resolved_database_url)
         self.worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10000}"
         self.lapse = settings.heartbeat_seconds * 3
-        self.current: subprocess.Popen | None = None  # the running child, if any
+        self.current: ForkedChild | None = None  # the running child, if any
 
     # -- one job ---------------------------------------------------------
     def _child_env(self) -> dict[str, str]:
@@ -53,9 +51,9 @@ class Worker:
                     TUNEYARD_DATABASE_URL=self.settings.resolved_database_url,
                     TUNEYARD_STORAGE_URL=self.settings.resolved_storage_url)
 
-    def _spawn(self, job_id: str, log_path: Path) -> subprocess.Popen:
-        return spawn([sys.executable, "-m", "tuneyard.worker.child", job_id, self.worker_id],
-                     log_path=log_path, env=self._child_env())
+    def _spawn(self, job_id: str, log_path: Path) -> ForkedChild:
+        return spawn_module("tuneyard.worker.child", [job_id, self.worker_id],
+                            log_path=log_path, env=self._child_env())
 
     def _finish(self, job_id: str, status: str, error: str | None = None) -> None:
         """Record a final status, unless the child already recorded one."""
@@ -77,15 +75,15 @@ class Worker:
             ).values(status=JobStatus.PENDING, worker_id=None, heartbeat_at=None))
             session.commit()
 
-    def _spawn_evaluation(self, job_id: str) -> subprocess.Popen:
+    def _spawn_evaluation(self, job_id: str) -> ForkedChild:
         """The job's one evaluation process (see tuneyard.worker.evaluate)."""
         env = self._child_env()
         if (os.cpu_count() or 1) <= 4:
             # On a small CPU machine, evaluation beside training would otherwise
             # oversubscribe the cores and slow training down more than needed.
             env.setdefault("OMP_NUM_THREADS", "1")
-        return spawn([sys.executable, "-m", "tuneyard.worker.evaluate", job_id],
-                     log_path=self.settings.home / "logs" / f"{job_id}.eval.log", env=env)
+        return spawn_module("tuneyard.worker.evaluate", [job_id],
+                            log_path=self.settings.home / "logs" / f"{job_id}.eval.log", env=env)
 
     def _evaluation_pending(self, job_id: str) -> bool:
         with Session(self.engine) as session:
@@ -125,7 +123,7 @@ class Worker:
         # One evaluation process works through the baseline and every checkpoint
         # beside training, then drains what is left after it; it is started
         # again only if it died with work left (a bounded number of times).
-        evaluation: subprocess.Popen | None = self._spawn_evaluation(job_id)
+        evaluation: ForkedChild | None = self._spawn_evaluation(job_id)
         evaluation_starts = 1
         exit_handled = False
         last_beat = 0.0
