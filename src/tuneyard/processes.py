@@ -152,7 +152,8 @@ def stop_group(
 # not this process, so the API server itself never imports torch). Each child
 # is still a process of its own, in its own process group, as with `spawn`.
 PRELOAD = ("torch", "transformers", "peft", "tuneyard.worker.child",
-           "tuneyard.worker.evaluate", "tuneyard.training", "tuneyard.evaluation.evaluate")
+           "tuneyard.worker.evaluate", "tuneyard.training", "tuneyard.evaluation.evaluate",
+           "tuneyard.serving.server")
 _context = None
 
 
@@ -189,13 +190,21 @@ class ForkedChild:
         return self._process.exitcode
 
 
-def _run_module(module: str, argv: list[str], env: dict[str, str], log_path: str) -> None:
+FD_PLACEHOLDER = "{fd}"
+"""In `spawn_module`'s argv: replaced by the child's descriptor of the passed socket."""
+
+
+def _run_module(module: str, argv: list[str], env: dict[str, str], log_path: str,
+                sock=None) -> None:
     """In the forked child: become a session leader, send output to the log,
     take the given environment, then run `python -m module argv...`."""
     import runpy
     import sys
 
     os.setsid()
+    if sock is not None:
+        fd = sock.detach()
+        argv = [str(fd) if arg == FD_PLACEHOLDER else arg for arg in argv]
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     devnull = os.open(os.devnull, os.O_RDONLY)
@@ -217,12 +226,13 @@ def _run_module(module: str, argv: list[str], env: dict[str, str], log_path: str
 
 
 def spawn_module(module: str, argv: Sequence[str], *, log_path: str | os.PathLike,
-                 env: Mapping[str, str]) -> ForkedChild:
+                 env: Mapping[str, str], sock=None) -> ForkedChild:
     """Like `spawn([sys.executable, "-m", module, *argv], ...)`, forked from the
     preloaded server. `env` is the child's complete environment; output (stdout
-    and stderr) is appended to `log_path`."""
+    and stderr) is appended to `log_path`. A socket `sock` is handed to the
+    child, which finds its descriptor where argv says `FD_PLACEHOLDER`."""
     process = _forkserver().Process(
-        target=_run_module, args=(module, list(argv), dict(env), str(log_path)),
+        target=_run_module, args=(module, list(argv), dict(env), str(log_path), sock),
         name=f"tuneyard:{module}")
     process.start()
     return ForkedChild(process)

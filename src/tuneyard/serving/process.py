@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 
 import httpx
 
-from tuneyard.processes import spawn, stop_group
+from tuneyard.processes import FD_PLACEHOLDER, ForkedChild, spawn_module, stop_group
 from tuneyard.serving.client import AsyncModelServerClient, ModelServerClient
 from tuneyard.serving.errors import ModelServerError, ModelServerUnavailable
 
@@ -44,7 +42,7 @@ class ModelServerHandle:
     port: int
     url: str
     log_path: str | None = None
-    process: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+    process: ForkedChild | None = field(default=None, repr=False, compare=False)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -72,28 +70,29 @@ def start_model_server(
     max_generation_seconds: float | None = None,
     env: dict[str, str] | None = None,
 ) -> ModelServerHandle:
-    """Spawn `python -m tuneyard.serving.server` for one model; returns at once.
+    """Start `tuneyard.serving.server` for one model (forked from the preloaded
+    server, see `tuneyard.processes.spawn_module`); returns at once.
 
     `port` None picks a free one. Follow with `wait_ready`. `env` adds to (and
     overrides) this process's environment, e.g. CUDA_VISIBLE_DEVICES.
     """
     sock = _bind(host, port or 0)
     bound_port = sock.getsockname()[1]
-    fd = sock.fileno()
-    command = [sys.executable, "-m", "tuneyard.serving.server", "--model-dir", str(model_dir),
-               "--task", task_type, "--host", host, "--fd", str(fd)]
+    argv = ["--model-dir", str(model_dir), "--task", task_type, "--host", host,
+            "--fd", FD_PLACEHOLDER]
     if base_model_path:
-        command += ["--base-model-path", str(base_model_path)]
+        argv += ["--base-model-path", str(base_model_path)]
     if device:
-        command += ["--device", device]
+        argv += ["--device", device]
     if max_new_tokens_limit:
-        command += ["--max-new-tokens-limit", str(max_new_tokens_limit)]
+        argv += ["--max-new-tokens-limit", str(max_new_tokens_limit)]
     if max_generation_seconds:
-        command += ["--max-generation-seconds", str(max_generation_seconds)]
+        argv += ["--max-generation-seconds", str(max_generation_seconds)]
     child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
                  **(env or {})}
     try:
-        process = spawn(command, log_path=log_path, env=child_env, pass_fds=(fd,))
+        process = spawn_module("tuneyard.serving.server", argv, log_path=log_path,
+                               env=child_env, sock=sock)
     finally:
         sock.close()  # the child holds its own copy
     url_host = f"[{host}]" if ":" in host else host
