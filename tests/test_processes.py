@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from tuneyard.processes import group_alive, spawn, stop_group
+from tuneyard.processes import group_alive, spawn, spawn_module, stop_group
 
 # A child that starts a grandchild (same group), writes both pids, and waits.
 # With IGNORE_TERM set both ignore SIGTERM, so only the SIGKILL step ends them.
@@ -79,3 +79,34 @@ def test_spawn_writes_the_log_and_takes_env(tmp_path):
     proc = spawn([sys.executable, "-c", code], log_path=log, env={**os.environ, "X_TEST": "42"})
     assert proc.wait(timeout=30) == 0
     assert log.read_text().split() == ["42", "err"]
+
+
+def _wait_for_file(path: Path, child) -> list[str]:
+    deadline = time.monotonic() + 60
+    while not path.exists():
+        assert child.poll() is None or path.exists(), "the forked child exited early"
+        assert time.monotonic() < deadline, "the forked child never started"
+        time.sleep(0.05)
+    return path.read_text().split()
+
+
+def test_spawn_module_forks_a_child_with_its_own_group_env_and_log(tmp_path):
+    out, log = tmp_path / "out", tmp_path / "logs" / "forked.log"
+    child = spawn_module("tests.forked_child", [str(out), "7"], log_path=log,
+                         env={**os.environ, "X_TEST": "forked"})
+    assert child.wait(timeout=60) == 7 and child.returncode == 7
+    pid, pgid, seen = _wait_for_file(out, child)
+    assert int(pid) == int(pgid) == child.pid  # a session (and group) of its own
+    assert seen == "forked"  # the environment given, not the server's
+    assert "hello from the forked child" in log.read_text()
+
+
+def test_stop_group_ends_a_forked_child(tmp_path):
+    out = tmp_path / "out"
+    child = spawn_module("tests.forked_child", [str(out), "sleep"],
+                         log_path=tmp_path / "forked.log", env=dict(os.environ))
+    _wait_for_file(out, child)
+    assert child.poll() is None
+    assert stop_group(child, grace=5)
+    assert child.returncode == -15  # SIGTERM
+    assert not group_alive(child.pid)
