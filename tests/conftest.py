@@ -198,3 +198,16 @@ def live_server(tmp_path_factory):
         pytest.fail(str(exc), pytrace=False)
     yield live
     live.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Run the modules that train or start servers first, each kept whole.
+
+    pytest-xdist hands whole files to its two processes in collection order;
+    with the slow files last (alphabetically, tests/worker is), one process
+    would finish the quick tests and idle while the other trains.
+    """
+    slow_modules = {item.module.__name__ for item in items
+                    if item.get_closest_marker("slow") is not None}
+    order = {id(item): index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (item.module.__name__ not in slow_modules, order[id(item)]))

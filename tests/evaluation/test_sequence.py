@@ -13,6 +13,8 @@ import torch
 
 from tuneyard.evaluation import evaluate_checkpoint
 
+pytestmark = pytest.mark.slow  # real models, some trained here
+
 LABELS = ["negative", "positive"]
 TRAIN = [(t, "positive") for t in (
     "I love this movie", "what a wonderful day", "this is great", "absolutely fantastic work",

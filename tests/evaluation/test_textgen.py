@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from tuneyard.evaluation import builtin_functions as builtins
 from tuneyard.evaluation import evaluate_checkpoint
 
+pytestmark = pytest.mark.slow  # real models, some trained here
+
 EXAMPLES = [
     {"prompt": "Capital of France?", "completion": " Paris"},
     {"prompt": "2+2=", "completion": "4"},
