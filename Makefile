@@ -57,7 +57,7 @@ bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests bench docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache
