@@ -40,6 +40,13 @@ def _postgres_url() -> str | None:
     return own
 
 
+def _unreachable(url: str, exc: Exception) -> None:
+    """Fail (TUNEYARD_TEST_REQUIRE_DB=1, as in `make test`) or skip the test."""
+    if os.environ.get("TUNEYARD_TEST_REQUIRE_DB"):
+        pytest.fail(f"PostgreSQL at {url} is required but unreachable: {exc}")
+    pytest.skip(f"PostgreSQL unreachable: {exc}")
+
+
 @functools.cache
 def _create_database(*, admin_url: str, name: str) -> None:
     from sqlalchemy import create_engine, text
@@ -53,9 +60,7 @@ def _create_database(*, admin_url: str, name: str) -> None:
             if not exists:
                 conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # noqa: BLE001 - turned into a clear failure or skip
-        if os.environ.get("TUNEYARD_TEST_REQUIRE_DB"):
-            pytest.fail(f"PostgreSQL at {admin_url} is required but unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
+        _unreachable(admin_url, exc)
     finally:
         engine.dispose()
 
@@ -83,9 +88,7 @@ def _reset_postgres(url: str) -> None:
             conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             conn.execute(text("CREATE SCHEMA public"))
     except Exception as exc:  # noqa: BLE001 - turned into a clear failure or skip
-        if os.environ.get("TUNEYARD_TEST_REQUIRE_DB"):
-            pytest.fail(f"PostgreSQL at {url} is required but unreachable: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
+        _unreachable(url, exc)
     finally:
         engine.dispose()
 
