@@ -16,7 +16,7 @@ class Wire(BaseModel):
 class BaseModelSummary(Wire):
     name: str
     type: str
-    parameter_template: dict[str, str | float | int | bool]
+    parameter_template: dict[str, str | float | int]  # the contract: no booleans
     support_serverless: bool
     available: bool = Field(description="extra: whether the weights can be loaded here now")
     description: str = Field("", description="extra")
@@ -112,7 +112,7 @@ class TrainingJobDetail(TrainingJobSummary):
     train_dataset: DatasetSummary | None
     test_dataset: DatasetSummary | None
     training_loss: list[LossPoint]
-    hyper_parameters: dict[str, ParamValue]
+    hyper_parameters: dict[str, str | float | int]  # the contract: no booleans
     base_fine_tuned_model: str | None = Field(None, description="extra (v2)")
     base_fine_tuned_model_checkpoint: int | None = Field(None, description="extra (v2)")
     hf_model_link: str | None = Field(None, description="extra")

@@ -48,15 +48,23 @@ def test_unknown_name_lists_allowed_names():
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ({"learning_rate": "fast"}, "learning_rate must be a number > 0, got 'fast'"),
-        ({"learning_rate": 0}, "learning_rate must be a number > 0, got 0"),
+        ({"learning_rate": "fast"}, "learning_rate must be a number > 0 and <= 10, got 'fast'"),
+        ({"learning_rate": 0}, "learning_rate must be a number > 0 and <= 10, got 0"),
         ({"downsample_size": 0}, "downsample_size must be a whole number >= 1 and <= 100, got 0"),
-        ({"max_steps": 0}, "max_steps must be a whole number >= 1 (or -1), got 0"),
+        ({"max_steps": 0}, "max_steps must be a whole number >= 1 and <= 10000000 (or -1), "
+                           "got 0"),
         ({"per_device_train_batch_size": 2.5}, "per_device_train_batch_size must be a whole"),
         ({"optim": "adam9"}, "optim must be one of adamw_torch"),
         ({"use_lora": "maybe"}, "use_lora must be true or false, got 'maybe'"),
-        ({"learning_rate": True}, "learning_rate must be a number > 0, got True"),
+        ({"learning_rate": True}, "learning_rate must be a number > 0 and <= 10, got True"),
         ({"warmup_ratio": 1}, "warmup_ratio must be a number >= 0 and < 1, got 1"),
+        ({"seed": 2**63}, "seed must be a whole number >= 0 and < 4294967296"),
+        ({"max_steps": 10**400}, "max_steps must be a whole number >= 1 and <= 10000000 (or -1), "
+                                 "got an integer of about 400 digits"),
+        ({"learning_rate": 10**400}, "learning_rate must be a number > 0 and <= 10"),
+        ({"num_train_epochs": float("nan")}, "num_train_epochs must be a number > 0 and <= 1000"),
+        ({"num_train_epochs": 1e300}, "num_train_epochs must be a number > 0 and <= 1000"),
+        ({"lora_r": "1e400"}, "lora_r must be a whole number >= 1 and <= 1024"),
     ],
 )
 def test_bad_values_are_rejected_with_a_clear_message(raw, expected):

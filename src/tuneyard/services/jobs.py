@@ -6,6 +6,7 @@ imports torch.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 
@@ -24,7 +25,26 @@ from tuneyard.tables import Checkpoint, Dataset, Project, TrainingJob, User
 from tuneyard.training.params import ParameterError, parse_parameters, resolve_parameters
 
 BASE_MODEL_OPTIONS = ("pre-trained", "fine-tuned")
-HF_LINK = re.compile(r"^(?:https?://(?:www\.)?huggingface\.co/)?([\w.-]+/[\w.-]+?)/?$")
+# A hub URL, whose path is the repo id (the forms accepted before stay accepted).
+HF_URL = re.compile(r"^https?://(?:www\.)?huggingface\.co/(.+?)/?$")
+# The hub's repo-id grammar: `name` or `owner/name`; ASCII letters, digits, `-_.`; each part
+# starts and ends with a letter or digit; no `--` or `..`; at most 96 characters.
+_HF_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
+HF_REPO_ID = re.compile(rf"^(?:{_HF_PART}/)?{_HF_PART}$")
+MAX_CHECKPOINT = 1_000_000
+MAX_REBALANCE_LABELS = 1000
+MAX_REBALANCE_COUNT = 1_000_000
+MAX_TEST_FUNCTIONS = 32
+
+
+def hf_repo_id(link: str) -> str | None:
+    """The repo id an `hf_model_link` names (`owner/name`, `name` or its hub URL), or None."""
+    link = link.strip()
+    match = HF_URL.match(link)
+    repo = match.group(1) if match else link
+    if len(repo) > 96 or ".." in repo or "--" in repo or not HF_REPO_ID.match(repo):
+        return None
+    return repo
 
 
 def _dataset(session: Session, project: Project, dataset_id: str, field: str) -> Dataset:
@@ -49,8 +69,11 @@ def _source_checkpoint(session: Session, project: Project, body) -> tuple[Traini
     """Continued training: the job named by `base_model` and its checkpoint."""
     if body.checkpoint is None:
         raise InvalidInput("checkpoint: required when base_model_option is 'fine-tuned'")
+    if not math.isfinite(body.checkpoint) or not 1 <= body.checkpoint <= MAX_CHECKPOINT:
+        raise InvalidInput(f"checkpoint: must be a checkpoint number >= 1 and <= "
+                           f"{MAX_CHECKPOINT}, got {body.checkpoint}")
     number = int(body.checkpoint)
-    if number != body.checkpoint or number < 1:
+    if number != body.checkpoint:
         raise InvalidInput(f"checkpoint: must be a checkpoint number >= 1, got {body.checkpoint}")
     source = find_job(session, project, body.base_model)
     if source is None:
@@ -72,6 +95,8 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
                body) -> TrainingJob:
     """Validate everything a worker will need, so a job fails at run time only for
     reasons that cannot be known now (weights unreachable, out of memory)."""
+    if len(body.base_model) > 200:
+        raise InvalidInput(f"base_model: at most 200 characters, got {len(body.base_model)}")
     option = body.base_model_option or "pre-trained"
     if option not in BASE_MODEL_OPTIONS:
         raise InvalidInput(f"base_model_option: must be one of {', '.join(BASE_MODEL_OPTIONS)}")
@@ -89,11 +114,13 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
                                f"{source_job.id} ({source_job.task_type}), got {task_type}")
         template = catalog[base_name].parameter_template if base_name in catalog else {}
     elif body.hf_model_link:
-        match = HF_LINK.match(body.hf_model_link.strip())
-        if not match:
-            raise InvalidInput("hf_model_link: expected https://huggingface.co/<org>/<name> "
-                               f"or <org>/<name>, got {body.hf_model_link!r}")
-        hf_repo = match.group(1)
+        hf_repo = hf_repo_id(body.hf_model_link)
+        if hf_repo is None:
+            shown = body.hf_model_link if len(body.hf_model_link) <= 120 else \
+                body.hf_model_link[:117] + "..."
+            raise InvalidInput("hf_model_link: expected a Hugging Face repo id (<org>/<name> or "
+                               "<name>: letters, digits, '-', '_', '.'; no '..'; at most 96 "
+                               f"characters) or https://huggingface.co/<repo id>, got {shown!r}")
         base_name = body.base_model
         known = catalog.get(base_name)
         task_type = body.task_type or (DEFAULT_TASK[known.type] if known else "text-generation")
@@ -166,23 +193,33 @@ def _check_rebalance(spec, task_type: str, train: Dataset) -> dict | None:
         raise InvalidInput("rebalance_data: only supported for the classification task")
     if not isinstance(spec, dict):
         raise InvalidInput("rebalance_data: must be an object of label -> ratio or count")
+    if len(spec) > MAX_REBALANCE_LABELS:
+        raise InvalidInput(f"rebalance_data: at most {MAX_REBALANCE_LABELS} labels, "
+                           f"got {len(spec)}")
     known = set(train.labels or [])
     for label, value in spec.items():
+        shown = label if len(label) <= 80 else label[:77] + "..."
         if known and label not in known:
-            raise InvalidInput(f"rebalance_data: label {label!r} is not in the training set "
+            raise InvalidInput(f"rebalance_data: label {shown!r} is not in the training set "
                                f"(labels: {', '.join(sorted(known))})")
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise InvalidInput(f"rebalance_data: {label!r} must be a number >= 0")
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value) or not 0 <= value <= MAX_REBALANCE_COUNT:
+            raise InvalidInput(f"rebalance_data: {shown!r} must be a ratio or count >= 0 "
+                               f"and <= {MAX_REBALANCE_COUNT}")
     return dict(spec)
 
 
 def _check_test_functions(names, settings: Settings) -> list[str] | None:
     if not names:
         return None
+    names = list(dict.fromkeys(names))  # each once, in the order given
+    if len(names) > MAX_TEST_FUNCTIONS:
+        raise InvalidInput(f"test_functions: at most {MAX_TEST_FUNCTIONS} functions, "
+                           f"got {len(names)}")
     from tuneyard.evaluation.functions import list_test_functions
 
     available = {f.name for f in list_test_functions(settings.home)}
-    unknown = [n for n in names if n not in available]
+    unknown = [n if len(n) <= 80 else n[:77] + "..." for n in names if n not in available]
     if unknown:
         raise InvalidInput(f"test_functions: unknown {', '.join(map(repr, unknown))}; "
                            f"available: {', '.join(sorted(available))}")

@@ -15,6 +15,7 @@ from tuneyard.schemas import (
 )
 from tuneyard.services.urls import download_url
 from tuneyard.tables import Checkpoint, Dataset, Project, TrainingJob
+from tuneyard.training.params import wire_parameters
 
 
 def job_summaries(session: Session, project: Project) -> list[TrainingJobSummary]:
@@ -41,9 +42,8 @@ def job_detail(session: Session, job: TrainingJob,
         "train_dataset": dataset(job.train_dataset_id),
         "test_dataset": dataset(job.test_dataset_id),
         "training_loss": job.training_loss or [],
-        # The contract allows string|number values only: unset (None) ones are left out.
-        "hyper_parameters": {k: v for k, v in (job.hyper_parameters or {}).items()
-                             if v is not None},
+        # The contract allows string|number values only (see wire_parameters).
+        "hyper_parameters": wire_parameters(job.hyper_parameters),
         "base_fine_tuned_model": source_name,
         "base_fine_tuned_model_checkpoint": job.source_checkpoint,
         "hf_model_link": job.hf_model_link,

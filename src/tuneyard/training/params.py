@@ -29,6 +29,14 @@ LR_SCHEDULERS = (
 OPTIMIZERS = ("adamw_torch", "adamw_torch_fused", "adafactor", "sgd", "adagrad", "rmsprop")
 SAVE_STRATEGIES = ("epoch", "steps")
 
+# Upper bounds: far beyond any sensible job, low enough that an absurd value is refused
+# at the API instead of failing (or running forever) in the worker.
+MAX_EPOCHS = 1000
+MAX_STEPS = 10_000_000
+MAX_BATCH = 4096
+MAX_TIMEOUT = 30 * 24 * 3600
+MAX_STR = 200
+
 
 def _p(default: Any, *, gt: float | None = None, ge: float | None = None,
        le: float | None = None, lt: float | None = None,
@@ -40,21 +48,21 @@ def _p(default: Any, *, gt: float | None = None, ge: float | None = None,
 
 @dataclass
 class TrainingParameters:
-    num_train_epochs: float = _p(3.0, gt=0)
+    num_train_epochs: float = _p(3.0, gt=0, le=MAX_EPOCHS)
     """Passes over the training set (may be fractional); ignored when max_steps is set."""
-    max_steps: int = _p(-1, ge=1, also=(-1,))
+    max_steps: int = _p(-1, ge=1, le=MAX_STEPS, also=(-1,))
     """Total optimizer steps; overrides num_train_epochs. -1 means unset."""
-    learning_rate: float = _p(5e-5, gt=0)
+    learning_rate: float = _p(5e-5, gt=0, le=10)
     """Peak learning rate of the optimizer."""
-    per_device_train_batch_size: int = _p(8, ge=1)
+    per_device_train_batch_size: int = _p(8, ge=1, le=MAX_BATCH)
     """Training examples per batch on each device."""
-    per_device_eval_batch_size: int = _p(8, ge=1)
+    per_device_eval_batch_size: int = _p(8, ge=1, le=MAX_BATCH)
     """Evaluation examples per batch on each device."""
-    gradient_accumulation_steps: int = _p(1, ge=1)
+    gradient_accumulation_steps: int = _p(1, ge=1, le=MAX_BATCH)
     """Batches whose gradients are summed before one optimizer step."""
-    weight_decay: float = _p(0.0, ge=0)
+    weight_decay: float = _p(0.0, ge=0, le=10)
     """Decoupled weight decay applied by the optimizer."""
-    warmup_steps: int = _p(0, ge=0)
+    warmup_steps: int = _p(0, ge=0, le=MAX_STEPS)
     """Steps of linear learning-rate warmup; takes precedence over warmup_ratio."""
     warmup_ratio: float = _p(0.0, ge=0, lt=1)
     """Fraction of the total steps used for warmup when warmup_steps is 0."""
@@ -62,38 +70,38 @@ class TrainingParameters:
     """How the learning rate changes over training."""
     optim: str = _p("adamw_torch_fused", choices=OPTIMIZERS)
     """The optimizer (transformers' default: fused AdamW, several times faster on CPU too)."""
-    logging_steps: int = _p(10, ge=1)
+    logging_steps: int = _p(10, ge=1, le=MAX_STEPS)
     """Report the training loss every this many optimizer steps."""
-    seed: int = _p(42, ge=0)
-    """Random seed for initialisation, shuffling and dropout."""
+    seed: int = _p(42, ge=0, lt=2**32)
+    """Random seed for initialisation, shuffling and dropout (fits the RNGs: below 2**32)."""
     downsample_size: int = _p(100, ge=1, le=100)
     """Percent of the training set used (1-100); a seeded random subset."""
     use_lora: bool = False
     """Train a LoRA adapter instead of all weights."""
-    lora_r: int = _p(8, ge=1)
+    lora_r: int = _p(8, ge=1, le=1024)
     """LoRA rank."""
-    lora_alpha: int = _p(16, ge=1)
+    lora_alpha: int = _p(16, ge=1, le=16384)
     """LoRA scaling numerator (the update is scaled by lora_alpha / lora_r)."""
     lora_dropout: float = _p(0.05, ge=0, lt=1)
     """Dropout on the LoRA branch."""
-    max_seq_length: int = _p(512, ge=8)
+    max_seq_length: int = _p(512, ge=8, le=131072)
     """Longer examples are truncated to this many tokens."""
     save_strategy: str = _p("epoch", choices=SAVE_STRATEGIES)
     """When to write a checkpoint: at each epoch end, or every save_steps steps."""
-    save_steps: int = _p(500, ge=1)
+    save_steps: int = _p(500, ge=1, le=MAX_STEPS)
     """Steps between checkpoints when save_strategy is 'steps'."""
-    keep_checkpoints: int = _p(0, ge=0)
+    keep_checkpoints: int = _p(0, ge=0, le=10000)
     """Keep the weights of this many best checkpoints (by metric_for_best_model)
     plus the latest; 0 keeps all."""
-    timeout_seconds: int = _p(0, ge=0)
-    """Wall-clock limit for the whole job; 0 means none."""
+    timeout_seconds: int = _p(0, ge=0, le=MAX_TIMEOUT)
+    """Wall-clock limit for the whole job (at most 30 days); 0 means none."""
     metric_for_best_model: str = "loss"
     """Evaluation metric that decides the best checkpoint and early stopping."""
     greater_is_better: bool | None = None
     """Whether a larger metric_for_best_model is better; unset means 'not for losses'."""
-    early_stopping_patience: int = _p(0, ge=0)
+    early_stopping_patience: int = _p(0, ge=0, le=10000)
     """Stop after this many checkpoints without improvement; 0 turns it off."""
-    eval_generate_samples: int = _p(32, ge=0)
+    eval_generate_samples: int = _p(32, ge=0, le=10000)
     """Test examples whose generations are scored (text generation evaluation)."""
 
 
@@ -159,30 +167,54 @@ def _convert(name: str, value: Any) -> Any:
             return value.strip().lower() in _TRUE
         raise ValueError("must be true or false")
     if kind == "str":
-        if isinstance(value, str):
+        if isinstance(value, str) and len(value) <= MAX_STR:
             return value.strip()
         raise ValueError("must be a string")
     if isinstance(value, bool):  # bool is an int subclass; True is not a learning rate
         raise ValueError("must be a number")
     if isinstance(value, str):
+        if len(value) > 100:  # no number worth reading is this long
+            raise ValueError("must be a number")
         try:
             value = float(value.strip())
         except ValueError:
             raise ValueError("must be a number") from None
-    if not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError("must be a number")
+    if isinstance(value, int):  # exact, of any size: the range check refuses huge ones
+        return value if kind == "int" else _finite(value)
+    if not isinstance(value, float) or not math.isfinite(value):
+        raise ValueError("must be a number")  # NaN, Infinity, anything else
     if kind == "int":
-        if float(value) != int(value):
+        if not value.is_integer():
             raise ValueError("must be a whole number")
         return int(value)
-    return float(value)
+    return value
+
+
+def _finite(value: int) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int too large for a float (10**400)
+        raise ValueError("must be a number") from None
+
+
+def _shown(value: Any) -> str:
+    """`repr` of a value for an error message, kept short (and safe for huge ints,
+    whose repr may raise past Python's digit limit)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _range_text(meta: dict) -> str:
     parts = []
     for key, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
         if key in meta:
-            parts.append(f"{sym} {meta[key]:g}")
+            parts.append(f"{sym} {_bound(meta[key])}")
     text = " and ".join(parts)
     if "also" in meta:
         text = f"{text} (or {', '.join(str(a) for a in meta['also'])})"
@@ -194,7 +226,7 @@ def _check(name: str, value: Any, given: Any) -> str | None:
     meta = _FIELDS[name].metadata
     if "choices" in meta:
         if value not in meta["choices"]:
-            return f"{name} must be one of {', '.join(meta['choices'])}, got {given!r}"
+            return f"{name} must be one of {', '.join(meta['choices'])}, got {_shown(given)}"
         return None
     if value in meta.get("also", ()):
         return None
@@ -206,7 +238,7 @@ def _check(name: str, value: Any, given: Any) -> str | None:
     )
     if bad:
         noun = "a whole number" if _kind(name) == "int" else "a number"
-        return f"{name} must be {noun} {_range_text(meta)}, got {given!r}"
+        return f"{name} must be {noun} {_range_text(meta)}, got {_shown(given)}"
     return None
 
 
@@ -216,7 +248,8 @@ def _describe(name: str) -> str:
     if kind in ("bool", "optional_bool"):
         return "true or false"
     if kind == "str":
-        return "one of " + ", ".join(meta["choices"]) if "choices" in meta else "a string"
+        return ("one of " + ", ".join(meta["choices"]) if "choices" in meta
+                else f"a string of at most {MAX_STR} characters")
     noun = "a whole number" if kind == "int" else "a number"
     rng = _range_text(meta)
     return f"{noun} {rng}" if rng else noun
@@ -233,17 +266,20 @@ def resolve_parameters(raw: dict | None, *, template: dict | None = None) -> dic
     for source, values in (("template", template or {}), ("request", raw or {})):
         if not isinstance(values, dict):
             raise ParameterError([f"hyper-parameters ({source}) must be an object"])
+        if len(values) > len(_FIELDS):
+            raise ParameterError([f"hyper-parameters ({source}): {len(values)} given, but there "
+                                  f"are only {len(_FIELDS)}; allowed: {', '.join(ALLOWED)}"])
         # A template problem is the catalog's fault, not the user's: say so.
         prefix = "base model parameter_template: " if source == "template" else ""
         start = len(problems)
         for name, value in values.items():
             if name not in _FIELDS:
-                problems.append(f"unknown parameter {name!r}; allowed: {', '.join(ALLOWED)}")
+                problems.append(f"unknown parameter {_shown(name)}; allowed: {', '.join(ALLOWED)}")
                 continue
             try:
                 converted = _convert(name, value)
             except ValueError:
-                problems.append(f"{name} must be {_describe(name)}, got {value!r}")
+                problems.append(f"{name} must be {_describe(name)}, got {_shown(value)}")
                 continue
             problem = _check(name, converted, value) if converted is not None else None
             if problem:
@@ -254,6 +290,14 @@ def resolve_parameters(raw: dict | None, *, template: dict | None = None) -> dic
     if problems:
         raise ParameterError(problems)
     return resolved
+
+
+def wire_parameters(values: dict[str, Any] | None) -> dict[str, str | int | float]:
+    """Parameters as the Emissary contract shows them (string or number values only):
+    booleans become "true"/"false" (which `resolve_parameters` reads back), unset (None)
+    values are left out."""
+    return {k: ("true" if v else "false") if isinstance(v, bool) else v
+            for k, v in (values or {}).items() if v is not None}
 
 
 def parse_parameters(resolved: dict[str, Any] | None, *,
@@ -273,4 +317,5 @@ def parse_parameters(resolved: dict[str, Any] | None, *,
 __all__ = [
     "ALLOWED", "FIELD_HELP", "LR_SCHEDULERS", "OPTIMIZERS", "ParameterError",
     "TrainingParameters", "defaults", "parse_parameters", "resolve_parameters",
+    "wire_parameters",
 ]

@@ -6,13 +6,16 @@ from tuneyard.api.deps import CurrentUser
 from tuneyard.catalog import BaseModel, load_catalog
 from tuneyard.errors import NotFound
 from tuneyard.schemas import BaseModelSummary
+from tuneyard.training.params import wire_parameters
 
 router = APIRouter(tags=["Base Model"])
 
 
 def summary(model: BaseModel) -> BaseModelSummary:
     return BaseModelSummary(
-        name=model.name, type=model.type, parameter_template=model.parameter_template,
+        name=model.name, type=model.type,
+        # The contract allows string|number values only: use_lora is sent as "false".
+        parameter_template=wire_parameters(model.parameter_template),
         support_serverless=model.support_serverless, available=model.available,
         description=model.description,
     )
