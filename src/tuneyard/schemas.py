@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Integer columns are 32-bit on PostgreSQL (checkpoints, timeouts): a request's
+# integers stay within that, so a bigger one is a 400 rather than a database error.
+INT32_MAX = 2**31 - 1
+
 
 class Wire(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -89,14 +93,14 @@ class TrainingJobCreate(BaseModel):
     base_model: str = Field(min_length=1)
     train_dataset_id: str = Field(min_length=1)
     test_dataset_id: str | None = None
-    train_test_split_ratio: float | None = None
+    train_test_split_ratio: float | None = Field(None, allow_inf_nan=False)
     name: str | None = Field(None, max_length=200)
     description: str | None = None
     parameters: dict[str, ParamValue] | None = None
     hf_model_link: str | None = None
     task_type: str | None = None
     base_model_option: str | None = None
-    checkpoint: float | None = None
+    checkpoint: float | None = Field(None, allow_inf_nan=False)
     rebalance_data: dict[str, float] | None = None
     test_functions: list[str] | None = None
 
@@ -155,12 +159,12 @@ class DeploymentCreate(BaseModel):
     """The contract's create body plus v2's `inactive_timeout`."""
 
     model_config = ConfigDict(extra="forbid")
-    training_job_id: str = Field(min_length=1)
-    checkpoint: int = Field(ge=0)
+    training_job_id: str = Field(min_length=1, max_length=64)
+    checkpoint: int = Field(ge=0, le=INT32_MAX)
     server_type: str | None = None
     name: str | None = Field(None, max_length=200)
     description: str | None = None
-    inactive_timeout: int | None = Field(None, ge=0)
+    inactive_timeout: int | None = Field(None, ge=0, le=INT32_MAX)
 
 
 class DeploymentDetail(DeploymentSummary):
@@ -190,11 +194,11 @@ class TestingFunctionSummary(BaseModel):
 
 class Sampling(BaseModel):
     model_config = ConfigDict(extra="allow")  # v2 names (max_tokens, …) pass through
-    temperature: float | None = None
-    max_new_tokens: int | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    no_repeat_ngram_size: int | None = None
+    temperature: float | None = Field(None, allow_inf_nan=False)
+    max_new_tokens: int | None = Field(None, ge=0, le=INT32_MAX)
+    top_p: float | None = Field(None, allow_inf_nan=False)
+    top_k: int | None = Field(None, ge=0, le=INT32_MAX)
+    no_repeat_ngram_size: int | None = Field(None, ge=0, le=INT32_MAX)
     do_sample: bool | None = None
 
 

@@ -7,6 +7,7 @@ look them up themselves."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from tuneyard.config import Settings
 from tuneyard.deploy.manager import DeploymentManager
-from tuneyard.errors import Unauthorized
+from tuneyard.errors import NotFound, Unauthorized
 from tuneyard.services import deployments as deployment_service
 from tuneyard.services import jobs as job_service
 from tuneyard.services.keys import user_for_key
@@ -77,8 +78,22 @@ def current_user(
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
+# Ids tuneyard makes are short and printable ASCII: anything else names nothing, and
+# is refused before it reaches the database (which may reject a NUL byte outright).
+_PLAUSIBLE_ID = re.compile(r"[\x21-\x7e]{1,64}")
+
+
+def plausible_id(value: str, what: str) -> str:
+    """`value`, if it could be one of tuneyard's ids; else a 404 for `what`."""
+    if not _PLAUSIBLE_ID.fullmatch(value):
+        raise NotFound(f"{what} not found (no such id: {value[:64]!r}"
+                       f"{'…' if len(value) > 64 else ''})")
+    return value
+
+
 def project_of(project_id: str, session: SessionDep, user: CurrentUser) -> Project:
     """The `{project_id}` of the path, if the caller owns it (else 404)."""
+    plausible_id(project_id, "project")
     return get_project(session=session, owner=user, project_id=project_id)
 
 
@@ -87,6 +102,7 @@ ProjectDep = Annotated[Project, Depends(project_of)]
 
 def job_of(training_job_id: str, session: SessionDep, project: ProjectDep) -> TrainingJob:
     """The `{training_job_id}` of the path, in the path's project (else 404)."""
+    plausible_id(training_job_id, "training job")
     return job_service.get_job(session=session, project=project, job_id=training_job_id)
 
 
@@ -95,6 +111,7 @@ JobDep = Annotated[TrainingJob, Depends(job_of)]
 
 def deployment_of(deployment_id: str, session: SessionDep, project: ProjectDep) -> Deployment:
     """The `{deployment_id}` of the path, in the path's project (else 404)."""
+    plausible_id(deployment_id, "deployment")
     return deployment_service.get_deployment(session=session, project=project,
                                              deployment_id=deployment_id)
 

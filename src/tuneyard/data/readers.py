@@ -57,6 +57,9 @@ def _sniff(path: Path) -> str:
     return {b"[": "json", b"{": "jsonl"}.get(start, "csv")
 
 
+TOO_DEEP = "not valid JSON: nested too deeply"
+
+
 def _first_line_is_object(path: Path) -> bool:
     with path.open("rb") as f:
         head = f.read(_SNIFF_BYTES).removeprefix(_BOM).lstrip()
@@ -68,7 +71,7 @@ def _first_line_is_object(path: Path) -> bool:
             if line:
                 try:
                     return isinstance(json.loads(line), dict)
-                except ValueError:  # also UnicodeDecodeError
+                except (ValueError, RecursionError):  # also UnicodeDecodeError
                     return False
     return False
 
@@ -116,6 +119,9 @@ def _iter_jsonl(path: Path) -> Iterator[Item]:
             except json.JSONDecodeError as error:
                 yield location, None, f"not valid JSON: {error.msg} (column {error.colno})"
                 continue
+            except RecursionError:
+                yield location, None, TOO_DEEP
+                continue
             if isinstance(value, dict):
                 yield location, value, None
             else:
@@ -136,6 +142,8 @@ def _iter_json(path: Path) -> Iterator[Item]:
     except json.JSONDecodeError as error:
         raise fail(f"line {error.lineno}",
                    f"not valid JSON: {error.msg} (column {error.colno})") from None
+    except RecursionError:
+        raise fail(FILE, TOO_DEEP) from None
     if not isinstance(value, list):
         raise fail(FILE, f"a JSON dataset must be an array of records, got {kind(value)}")
     for number, item in enumerate(value, 1):

@@ -17,6 +17,9 @@ from tuneyard.storage import ArtifactStore, keys
 from tuneyard.tables import Dataset, Project, User
 
 ALLOWED_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
+MAX_FILENAME = 255  # characters of the uploaded file's name (the column holds 300)
+MAX_NAME = 200  # characters of a dataset's name (its column's size)
+MAX_KEY_NAME = 60  # characters of the name in the store key: at most 240 bytes
 CHUNK = 1024 * 1024
 
 
@@ -42,6 +45,9 @@ def create_dataset(*, session: Session, store: ArtifactStore, project: Project, 
                    max_bytes: int, tmp_dir: Path) -> Dataset:
     """Validate an uploaded file and keep it; invalid input stores nothing."""
     filename = Path(filename or "dataset.jsonl").name
+    if len(filename) > MAX_FILENAME:
+        raise InvalidInput(f"file: the file name is {len(filename)} characters long; "
+                           f"at most {MAX_FILENAME} are allowed")
     suffix = Path(filename).suffix.lower()
     if suffix and suffix not in ALLOWED_SUFFIXES:
         raise InvalidInput(
@@ -49,9 +55,12 @@ def create_dataset(*, session: Session, store: ArtifactStore, project: Project, 
         )
     if name is not None and not name.strip():
         raise InvalidInput("name: must not be empty")
+    if name is not None and len(name.strip()) > MAX_NAME:
+        raise InvalidInput(f"name: at most {MAX_NAME} characters")
     tmp_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_dir) as work:
-        local = Path(work) / (filename or "dataset")
+        # The caller's name may not fit a file system's name limit: keep only its suffix.
+        local = Path(work) / f"upload{suffix}"
         size, sha256 = _spool(source, local, limit=max_bytes)
         if size == 0:
             raise InvalidInput("file: the uploaded file is empty")
@@ -64,7 +73,8 @@ def create_dataset(*, session: Session, store: ArtifactStore, project: Project, 
                                filename=_safe_name(filename))
         store.put_file(key, local)
     dataset = Dataset(
-        id=dataset_id, project_id=project.id, name=(name or Path(filename).stem).strip(),
+        id=dataset_id, project_id=project.id,
+        name=(name or Path(filename).stem).strip()[:MAX_NAME] or "dataset",
         filename=filename, is_uploaded=True, storage_key=key, file_format=info.file_format,
         shape=info.shape, num_records=info.num_records, labels=info.labels,
         multi_label=info.multi_label, sha256=sha256, size_bytes=size, upload_by=user.id,
@@ -80,7 +90,11 @@ def create_dataset(*, session: Session, store: ArtifactStore, project: Project, 
 
 def _safe_name(filename: str) -> str:
     keep = "".join(c if c.isalnum() or c in "._-" else "_" for c in filename)
-    return keep.strip(".") or "dataset"
+    keep = keep.strip(".") or "dataset"
+    if len(keep) > MAX_KEY_NAME:  # a file system's limit is 255 bytes, 4 per character
+        suffix = Path(keep).suffix[:20]
+        keep = keep[: MAX_KEY_NAME - len(suffix)] + suffix
+    return keep
 
 
 def list_datasets(*, session: Session, project: Project) -> list[Dataset]:
@@ -91,6 +105,8 @@ def list_datasets(*, session: Session, project: Project) -> list[Dataset]:
 
 
 def get_dataset(*, session: Session, project: Project, dataset_id: str) -> Dataset:
+    if not dataset_id.isascii() or not dataset_id.isprintable() or not 0 < len(dataset_id) <= 64:
+        raise NotFound(f"dataset {dataset_id[:64]!r} not found in project {project.id!r}")
     dataset = session.get(Dataset, dataset_id)
     if dataset is None or dataset.project_id != project.id:
         raise NotFound(f"dataset {dataset_id!r} not found in project {project.id!r}")

@@ -26,6 +26,17 @@ class RangeNotSatisfiable(ValueError):
     """The requested range starts past the end of the object (HTTP 416)."""
 
 
+# Any position with more digits lies past the end of every object that can exist;
+# parsing it whole would cost time (and Python refuses over 4,300 digits).
+_MAX_DIGITS = 19
+_HUGE = 10**_MAX_DIGITS
+
+
+def _position(text: str) -> int:
+    digits = text.lstrip("0") or "0"
+    return _HUGE if len(digits) > _MAX_DIGITS else int(digits)
+
+
 def parse_range(header: str | None, *, size: int) -> tuple[int, int] | None:
     """The inclusive (first, last) bytes a `Range` header asks for, or None to send all.
 
@@ -40,8 +51,8 @@ def parse_range(header: str | None, *, size: int) -> tuple[int, int] | None:
         return None
     first_text, last_text = match.groups()
     if first_text:
-        first = int(first_text)
-        last = int(last_text) if last_text else size - 1
+        first = _position(first_text)
+        last = _position(last_text) if last_text else size - 1
         if last_text and last < first:
             return None  # syntactically invalid per RFC 9110 §14.1.1: ignore it
         if first >= size:
@@ -49,7 +60,7 @@ def parse_range(header: str | None, *, size: int) -> tuple[int, int] | None:
         return first, min(last, size - 1)
     if not last_text:
         return None  # 'bytes=-'
-    suffix = int(last_text)
+    suffix = _position(last_text)
     if suffix == 0:
         raise RangeNotSatisfiable
     if size == 0:
