@@ -96,3 +96,11 @@ def test_params_module_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_an_object_with_hundreds_of_keys_is_refused_whole():
+    from tuneyard.training.params import MAX_GIVEN
+
+    with pytest.raises(ParameterError) as info:
+        resolve_parameters({f"k{i}": 1 for i in range(MAX_GIVEN + 1)})
+    assert len(info.value.problems) == 1 and f"{MAX_GIVEN + 1} given" in str(info.value)

@@ -255,6 +255,11 @@ def _describe(name: str) -> str:
     return f"{noun} {rng}" if rng else noun
 
 
+MAX_GIVEN = 100
+"""More keys than this in one parameters object is refused without listing each; a
+few unknown ones beside the real ones are each named."""
+
+
 def resolve_parameters(raw: dict | None, *, template: dict | None = None) -> dict[str, Any]:
     """Defaults, then the base model's template, then the user's values.
 
@@ -266,7 +271,8 @@ def resolve_parameters(raw: dict | None, *, template: dict | None = None) -> dic
     for source, values in (("template", template or {}), ("request", raw or {})):
         if not isinstance(values, dict):
             raise ParameterError([f"hyper-parameters ({source}) must be an object"])
-        if len(values) > len(_FIELDS):
+        if len(values) > MAX_GIVEN:
+            # Refused whole, before each key is looked at and listed in the error.
             raise ParameterError([f"hyper-parameters ({source}): {len(values)} given, but there "
                                   f"are only {len(_FIELDS)}; allowed: {', '.join(ALLOWED)}"])
         # A template problem is the catalog's fault, not the user's: say so.
