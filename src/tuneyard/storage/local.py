@@ -83,17 +83,22 @@ class LocalStore(ArtifactStore):
 
     def open_range(self, key: str, *, start: int = 0, end: int | None = None) -> Iterator[bytes]:
         size = self._stat(key).st_size
-        begin, stop = resolve_range(size=size, start=start, end=end)
+        resolve_range(size=size, start=start, end=end)  # a bad range fails here, at once
         # The file is opened lazily, inside the generator: a generator that is
         # never iterated would otherwise hold an open file until GC.
-        return self._read_span(key, begin, stop)
+        return self._read_span(key, start, end)
 
-    def _read_span(self, key: str, begin: int, stop: int) -> Iterator[bytes]:
+    def _read_span(self, key: str, start: int, end: int | None) -> Iterator[bytes]:
         try:
             handle = open(self._path(key), "rb")
         except (FileNotFoundError, NotADirectoryError):
             raise ObjectNotFound(key) from None  # deleted since open_range checked
         with handle:
+            # A put since open_range looked renamed a new file over the path: the
+            # span is measured on the file now open, so a reader gets one whole
+            # version, never the start of a new one cut at the old one's length.
+            size = os.fstat(handle.fileno()).st_size
+            begin, stop = resolve_range(size=size, start=start, end=end)
             handle.seek(begin)
             remaining = stop - begin
             while remaining > 0:
