@@ -22,19 +22,12 @@ from tuneyard.checkpoints.reader import (
     stored_files,
     verify_checkpoint,
 )
+from tuneyard.storage.base import fsync_directory
 
 
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def publish_checkpoint(
@@ -65,7 +58,7 @@ def publish_checkpoint(
             "size": path.stat().st_size,
         }
     for sub in sorted({p.parent for p in staging_dir.rglob("*") if p.is_file()}, reverse=True):
-        _fsync_dir(sub)
+        fsync_directory(sub)
     manifest = {
         **extra,
         "number": number,
@@ -81,10 +74,10 @@ def publish_checkpoint(
         json.dump(manifest, fh, indent=2, sort_keys=True)
         fh.flush()
         os.fsync(fh.fileno())
-    _fsync_dir(staging_dir)
+    fsync_directory(staging_dir)
     checkpoints_root.mkdir(parents=True, exist_ok=True)
     os.rename(staging_dir, target)
-    _fsync_dir(checkpoints_root)
+    fsync_directory(checkpoints_root)
     return target
 
 
@@ -146,7 +139,7 @@ def build_model_archive(checkpoint_dir: Path, archive_path: Path) -> tuple[int, 
                     tar.addfile(info, fh)
         _fsync_file(tmp)
         os.replace(tmp, archive_path)
-        _fsync_dir(archive_path.parent)
+        fsync_directory(archive_path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
