@@ -86,9 +86,9 @@ def alembic_config(url: str):  # noqa: ANN201 - alembic is imported lazily
 
 
 def upgrade(url: str) -> None:
-    """Apply every migration up to head."""
+    """Apply every migration up to its head (branches from parallel work included)."""
     from alembic import command
 
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    command.upgrade(alembic_config(url), "head")
+    command.upgrade(alembic_config(url), "heads")
