@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 2 * 1024**3
     """Largest dataset upload accepted, in bytes (default 2 GiB)."""
 
+    max_json_bytes: int = 1024**2
+    """Largest JSON request body accepted, in bytes (default 1 MiB); larger is a 413."""
+
     download_url_ttl_seconds: int = 24 * 3600
     """How long a signed download URL stays valid (default 24 h)."""
 

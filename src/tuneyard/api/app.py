@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from tuneyard import __version__
 from tuneyard.api.errors import install_error_handlers
+from tuneyard.api.guard import RequestGuard
 from tuneyard.api.routes import (
     datasets,
     deployments,
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
     app.state.settings = settings
     app.state.engine = engine
     app.state.store = store
+    app.add_middleware(RequestGuard)  # inside the request-id middleware: its answers get ids
     install_error_handlers(app)
     for module in (health, models, projects, datasets, jobs, deployments, inference,
                    test_functions, files):

@@ -62,10 +62,15 @@ bearer = HTTPBearer(auto_error=False, description="The API key as a Bearer token
 
 
 def current_user(
+    request: Request,
     session: SessionDep,
     key: Annotated[str | None, Security(api_key_header)] = None,
     token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
 ) -> User:
+    # The request guard (api/guard.py) has checked the key before the body was read.
+    checked = request.scope.get("state", {}).get("user_id")
+    if checked is not None and (user := session.get(User, checked)) is not None:
+        return user
     key = (key or "").strip() or (token.credentials.strip() if token else "")
     if not key:
         raise Unauthorized("missing API key: send it as X-API-Key or Authorization: Bearer")

@@ -3,30 +3,21 @@
 from fastapi import APIRouter, Request, Response, UploadFile
 
 from tuneyard.api.deps import CurrentUser, ProjectDep, SessionDep, SettingsDep, StoreDep
-from tuneyard.errors import InvalidInput, PayloadTooLarge
+from tuneyard.api.guard import accepts_upload
+from tuneyard.errors import InvalidInput
 from tuneyard.schemas import DatasetDetail, DatasetSummary
 from tuneyard.services import datasets as dataset_service
 from tuneyard.services.urls import download_url
 
 router = APIRouter(tags=["Dataset"])
 
-# Multipart framing around the file: boundaries, headers, the name field.
-MULTIPART_OVERHEAD = 64 * 1024
-
 
 @router.post("/v1/projects/{project_id}/datasets", status_code=201,
              response_model=DatasetSummary)
+@accepts_upload  # the request guard counts the body against the upload limit as it streams
 async def create_dataset(request: Request, project: ProjectDep, session: SessionDep,
                          store: StoreDep, settings: SettingsDep,
                          user: CurrentUser) -> DatasetSummary:
-    # Refuse an oversized body before reading it, when its size is announced.
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and \
-            int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
-        raise PayloadTooLarge(
-            f"file: upload of {declared} bytes exceeds the limit of "
-            f"{settings.max_upload_bytes} bytes (TUNEYARD_MAX_UPLOAD_BYTES)"
-        )
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise InvalidInput("body must be multipart/form-data with a 'file' field")
