@@ -258,3 +258,44 @@ def test_csv_quote_left_open_is_reported_where_the_record_starts(write_file):
     path = write_file("d.csv", 'prompt,completion\na,"b"c\n')
     [(location, message)] = issues_of(path)
     assert location == "line 2" and message.startswith("malformed CSV: ")
+
+
+@pytest.fixture
+def small_caps(monkeypatch):
+    """The memory caps of the readers, made small enough to reach in a test."""
+    from tuneyard.data import readers
+
+    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(readers, "MAX_JSON_ARRAY_BYTES", 5000)
+    monkeypatch.setattr(readers, "MAX_JSON_ARRAY_RECORDS", 10)
+    return readers
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.json"])
+def test_a_line_past_the_cap_is_refused_by_number(write_file, small_caps, name):
+    long = json.dumps({"prompt": "p" * 2000, "completion": "c"})
+    path = write_file(name, jsonl(PC, PC, long, PC))
+    assert issues_of(path) == [("line 3", "longer than 1000 bytes (the limit for one line); "
+                                          "split the record or use another format")]
+
+
+def test_a_line_at_the_cap_is_read(write_file, small_caps):
+    line = json.dumps({"prompt": "p", "completion": "c"})
+    record = {"prompt": "p" * (1000 - len(line) + 1), "completion": "c"}
+    assert len(json.dumps(record)) == 1000
+    assert inspect_dataset(write_file("d.jsonl", jsonl(record, PC))).num_records == 2
+
+
+def test_a_csv_line_past_the_cap_is_refused_by_number(write_file, small_caps):
+    path = write_file("d.csv", "prompt,completion\np,c\n" + "p" * 1500 + ",c\n")
+    [(location, message)] = issues_of(path)
+    assert location == "line 3" and message.startswith("longer than 1000 bytes")
+
+
+def test_json_array_size_is_capped(write_file, small_caps):
+    path = write_file("d.json", json.dumps([PC] * 11))
+    [(location, message)] = issues_of(path)
+    assert location == "file" and "at most 10 records" in message
+    path = write_file("big.json", json.dumps([{"prompt": "p" * 900, "completion": "c"}] * 6))
+    [(location, message)] = issues_of(path)
+    assert location == "file" and "at most 5000 bytes" in message and "JSONL" in message

@@ -30,6 +30,15 @@ _SNIFF_BYTES = 4096
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
 """Longest CSV value accepted, in characters."""
 
+MAX_LINE_BYTES = 16 * 1024 * 1024
+"""Longest JSONL or CSV line accepted, in bytes: one line is read into memory whole."""
+
+MAX_JSON_ARRAY_BYTES = 64 * 1024 * 1024
+"""Largest JSON-array file accepted, in bytes: a JSON array is parsed whole (JSONL is not)."""
+
+MAX_JSON_ARRAY_RECORDS = 1_000_000
+"""Most records a JSON-array file may hold."""
+
 CSV_COLUMN_SETS = (("prompt", "completion"), ("input", "expected_output"),
                    ("text1", "text2", "score"))
 """A CSV header must hold one of these column sets; the first one present decides."""
@@ -66,7 +75,7 @@ def _first_line_is_object(path: Path) -> bool:
         if not head.startswith(b"{"):
             return False
         f.seek(0)
-        for raw in f:
+        for _, raw in _lines(f):
             line = raw.removeprefix(_BOM).strip()
             if line:
                 try:
@@ -101,9 +110,21 @@ def _utf8_problem(raw: bytes, error: UnicodeDecodeError) -> str:
     return f"not valid UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1})"
 
 
+def _lines(f) -> Iterator[tuple[int, bytes]]:
+    """(number, line) for each line of a binary file, never reading more than
+    MAX_LINE_BYTES of one line: a longer line stops the reading (4xx naming it)."""
+    number = 0
+    while raw := f.readline(MAX_LINE_BYTES + 2):  # room for the line's own \r\n
+        number += 1
+        if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+            raise fail(f"line {number}", f"longer than {MAX_LINE_BYTES} bytes (the limit for "
+                       "one line); split the record or use another format")
+        yield number, raw
+
+
 def _iter_jsonl(path: Path) -> Iterator[Item]:
     with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
+        for number, raw in _lines(f):
             location = f"line {number}"
             if number == 1:
                 raw = raw.removeprefix(_BOM)
@@ -129,6 +150,10 @@ def _iter_jsonl(path: Path) -> Iterator[Item]:
 
 
 def _iter_json(path: Path) -> Iterator[Item]:
+    size = path.stat().st_size
+    if size > MAX_JSON_ARRAY_BYTES:
+        raise fail(FILE, f"a JSON-array dataset is at most {MAX_JSON_ARRAY_BYTES} bytes (this "
+                   f"one is {size}); upload larger datasets as JSONL, one record per line")
     data = path.read_bytes().removeprefix(_BOM)
     try:
         text = data.decode("utf-8")
@@ -146,6 +171,9 @@ def _iter_json(path: Path) -> Iterator[Item]:
         raise fail(FILE, TOO_DEEP) from None
     if not isinstance(value, list):
         raise fail(FILE, f"a JSON dataset must be an array of records, got {kind(value)}")
+    if len(value) > MAX_JSON_ARRAY_RECORDS:
+        raise fail(FILE, f"a JSON-array dataset holds at most {MAX_JSON_ARRAY_RECORDS} records "
+                   f"(this one has {len(value)}); upload larger datasets as JSONL")
     for number, item in enumerate(value, 1):
         if isinstance(item, dict):
             yield f"record {number}", item, None
@@ -157,7 +185,7 @@ def _iter_csv(path: Path) -> Iterator[Item]:
     bad_lines: list[tuple[int, str]] = []  # lines that were not UTF-8, filled while reading
 
     def lines(f) -> Iterator[str]:
-        for number, raw in enumerate(f, 1):
+        for number, raw in _lines(f):
             if number == 1:
                 raw = raw.removeprefix(_BOM)
             try:
