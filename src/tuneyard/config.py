@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     max_json_bytes: int = 1024**2
     """Largest JSON request body accepted, in bytes (default 1 MiB); larger is a 413."""
 
+    default_timeout_seconds: int = Field(72 * 3600, ge=0, le=30 * 24 * 3600)
+    """`timeout_seconds` of a job that sets none (default 72 h; 0: no limit): a job
+    still running past it ends as timed out."""
+
+    allow_hub_models: bool = True
+    """Whether jobs may name a Hugging Face hub model (`hf_model_link`); when false
+    the server never reaches the hub for one and such a job is refused (400)."""
+
     download_url_ttl_seconds: int = 24 * 3600
     """How long a signed download URL stays valid (default 24 h)."""
 

@@ -189,3 +189,31 @@ def test_parameter_values_on_the_wire_are_strings_or_numbers(client, project, tr
     assert params["use_lora"] == "true"
     assert all(isinstance(v, str | int | float) and not isinstance(v, bool)
                for v in params.values())
+
+
+def test_server_default_timeout_applies_when_a_job_sets_none(client, app, project, train_id,
+                                                             settings):
+    settings.default_timeout_seconds = 7200
+    given = {"base_model": "tuneyard-tiny-lm", "train_dataset_id": train_id}
+    plain = client.post(jobs_url(project), json=given).json()["id"]
+    own = client.post(jobs_url(project), json={**given, "parameters": {"timeout_seconds": 60}})
+    unlimited = client.post(jobs_url(project),
+                            json={**given, "parameters": {"timeout_seconds": 0}})
+
+    def timeout_of(job_id):
+        detail = client.get(f"{jobs_url(project)}/{job_id}").json()
+        return float(detail["hyper_parameters"]["timeout_seconds"])
+
+    assert timeout_of(plain) == 7200
+    assert timeout_of(own.json()["id"]) == 60
+    assert timeout_of(unlimited.json()["id"]) == 0
+
+
+def test_hub_models_can_be_switched_off(client, app, project, train_id, settings):
+    settings.allow_hub_models = False
+    resp = client.post(jobs_url(project), json={
+        "base_model": "hub-model", "train_dataset_id": train_id, "hf_model_link": "org/name"})
+    assert_refused(resp, app, "hf_model_link", "TUNEYARD_ALLOW_HUB_MODELS")
+    resp = client.post(jobs_url(project), json={"base_model": "tuneyard-tiny-lm",
+                                                 "train_dataset_id": train_id})
+    assert resp.status_code == 201, resp.text  # catalog models are unaffected

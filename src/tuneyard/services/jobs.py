@@ -114,6 +114,10 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
                                f"{source_job.id} ({source_job.task_type}), got {task_type}")
         template = catalog[base_name].parameter_template if base_name in catalog else {}
     elif body.hf_model_link:
+        if not settings.allow_hub_models:
+            raise InvalidInput("hf_model_link: this server does not load models from the "
+                               "Hugging Face hub (TUNEYARD_ALLOW_HUB_MODELS is off); pick a "
+                               "base model from GET /v1/models")
         hf_repo = hf_repo_id(body.hf_model_link)
         if hf_repo is None:
             shown = body.hf_model_link if len(body.hf_model_link) <= 120 else \
@@ -150,6 +154,9 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
     if task_type == "embedding" and parse_parameters(params).use_lora:
         raise InvalidInput("parameters: use_lora is not supported for embedding models yet; "
                            "set use_lora to false")
+    if "timeout_seconds" not in (body.parameters or {}) and \
+            "timeout_seconds" not in template and not params.get("timeout_seconds"):
+        params["timeout_seconds"] = settings.default_timeout_seconds  # the server's default
     if "metric_for_best_model" not in (body.parameters or {}) and \
             "metric_for_best_model" not in template:
         params["metric_for_best_model"] = DEFAULT_METRIC[task_type]

@@ -94,7 +94,8 @@ class TrainingParameters:
     """Keep the weights of this many best checkpoints (by metric_for_best_model)
     plus the latest; 0 keeps all."""
     timeout_seconds: int = _p(0, ge=0, le=MAX_TIMEOUT)
-    """Wall-clock limit for the whole job (at most 30 days); 0 means none."""
+    """Wall-clock limit for the whole job (at most 30 days); 0 means none. A job
+    that sets none gets the server's `TUNEYARD_DEFAULT_TIMEOUT_SECONDS`."""
     metric_for_best_model: str = "loss"
     """Evaluation metric that decides the best checkpoint and early stopping."""
     greater_is_better: bool | None = None
