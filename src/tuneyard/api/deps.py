@@ -27,6 +27,9 @@ from tuneyard.tables import Deployment, Project, TrainingJob, User
 
 
 def get_session(request: Request) -> Iterator[Session]:
+    """The request's session. It commits when the route function returns, before
+    the response is sent (`scope="function"` below): a commit that fails is the
+    request's error, never a 201 for a write that did not happen."""
     session = Session(request.app.state.engine, expire_on_commit=False)
     try:
         yield session
@@ -50,7 +53,7 @@ def get_deployment_manager(request: Request) -> DeploymentManager:
     return request.app.state.deployments
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ManagerDep = Annotated[DeploymentManager, Depends(get_deployment_manager)]

@@ -81,7 +81,7 @@ def create_dataset(*, session: Session, store: ArtifactStore, project: Project, 
     )
     session.add(dataset)
     try:
-        session.flush()
+        session.commit()  # committed before the answer; a failure leaves no file behind
     except Exception:
         store.delete(key)  # the row is the record of truth; don't orphan the file
         raise
@@ -117,5 +117,5 @@ def delete_dataset(*, session: Session, store: ArtifactStore, project: Project,
                    dataset_id: str) -> None:
     dataset = get_dataset(session=session, project=project, dataset_id=dataset_id)
     session.delete(dataset)
-    session.flush()
+    session.commit()  # the row first: a failed commit leaves the files it still names
     store.delete_prefix(keys.dataset_prefix(project_id=project.id, dataset_id=dataset_id))

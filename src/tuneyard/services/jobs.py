@@ -278,5 +278,5 @@ def delete_job(*, session: Session, store: ArtifactStore, job: TrainingJob,
             time.sleep(0.2)
     prefix = keys.job_prefix(job)
     session.delete(job)
-    session.flush()
+    session.commit()  # the row first: a failed commit leaves the files it still names
     store.delete_prefix(prefix)

@@ -43,5 +43,5 @@ def delete_project(*, session: Session, store: ArtifactStore, project: Project) 
     """Delete the project, its rows (cascade) and every artifact under it."""
     project_id = project.id
     session.delete(project)
-    session.flush()
+    session.commit()  # the rows first: a failed commit leaves the files they still name
     store.delete_prefix(keys.project_prefix(project_id))
