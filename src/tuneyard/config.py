@@ -54,6 +54,19 @@ class Settings(BaseSettings):
     """Whether jobs may name a Hugging Face hub model (`hf_model_link`); when false
     the server never reaches the hub for one and such a job is refused (400)."""
 
+    max_queued_jobs_per_user: int = Field(50, ge=1)
+    """Training jobs one user may have waiting to run; one more is a 429."""
+
+    max_deployments_per_user: int = Field(8, ge=1)
+    """Live (pending, deploying or deployed) deployments one user may have; one more is a 429."""
+
+    max_deployments: int = Field(32, ge=1)
+    """Live deployments on the whole server; one more is a 429."""
+
+    max_concurrent_loads: int = Field(2, ge=1)
+    """Model loads (download, unpack, model-server start) run at once, on their own
+    threads: never on the threads that answer API requests."""
+
     download_url_ttl_seconds: int = 24 * 3600
     """How long a signed download URL stays valid (default 24 h)."""
 

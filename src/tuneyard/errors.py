@@ -46,3 +46,10 @@ class Conflict(TuneyardError):
 class PayloadTooLarge(TuneyardError):
     status = 413
     code = "payload_too_large"
+
+
+class TooManyRequests(TuneyardError):
+    """A per-user or server-wide bound is reached; retry once something finished."""
+
+    status = 429
+    code = "limit_reached"

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -54,6 +55,10 @@ class DeploymentManager:
         self._locks: dict[str, asyncio.Lock] = {}
         self._task: asyncio.Task | None = None
         self._loading: set[str] = set()
+        # Loads take minutes: they get threads of their own, bounded, so that they
+        # never occupy the threadpool that answers API requests.
+        self._loader = ThreadPoolExecutor(max_workers=settings.max_concurrent_loads,
+                                          thread_name_prefix="tuneyard-load")
 
     # -- lifecycle ---------------------------------------------------------
     async def start(self) -> None:
@@ -65,6 +70,7 @@ class DeploymentManager:
             self._task.cancel()
         for dp_id in list(self.running):
             await self.unload(dp_id)
+        self._loader.shutdown(wait=False, cancel_futures=True)
 
     def _recover(self) -> None:
         """Model servers of a previous run of this server are orphans: stop them;
@@ -116,7 +122,8 @@ class DeploymentManager:
             await run_in_threadpool(self._update, dp_id, status=DeploymentStatus.DEPLOYING,
                                     error=None)
             try:
-                running = await run_in_threadpool(self._prepare_and_start, dp_id)
+                running = await asyncio.get_running_loop().run_in_executor(
+                    self._loader, self._prepare_and_start, dp_id)
             except (PrepareError, ModelServerError, OSError) as exc:
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 log.warning("deployment %s failed to load: %s", dp_id, exc)

@@ -19,6 +19,7 @@ from tuneyard.errors import InvalidInput, NotFound
 from tuneyard.ids import new_id
 from tuneyard.schemas import DeploymentCreate
 from tuneyard.services.jobs import find_job
+from tuneyard.services.limits import check_deployments
 from tuneyard.status import DEPLOYMENT_LIVE, DeploymentStatus
 from tuneyard.tables import Checkpoint, Deployment, Project, User
 
@@ -61,6 +62,7 @@ def create_deployment(*, session: Session, settings: Settings, project: Project,
             raise InvalidInput(f"checkpoint: checkpoint {body.checkpoint} of {job.id} was "
                                "pruned by keep_checkpoints; its weights are gone")
         base_model, task = job.base_model, job.task_type
+    check_deployments(session=session, settings=settings, user=user)
     deployment = Deployment(
         id=new_id("dp"), project_id=project.id, description=body.description,
         training_job_id=job.id if job else None, checkpoint=body.checkpoint,

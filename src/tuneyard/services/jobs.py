@@ -19,6 +19,7 @@ from tuneyard.data import TASK_TYPES, normalize_split_ratio, task_fit_error
 from tuneyard.errors import InvalidInput, NotFound
 from tuneyard.ids import new_id
 from tuneyard.policy import DEFAULT_METRIC
+from tuneyard.services.limits import check_job_queue
 from tuneyard.status import JobStatus
 from tuneyard.storage import ArtifactStore, keys
 from tuneyard.tables import Checkpoint, Dataset, Project, TrainingJob, User
@@ -170,6 +171,7 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
     rebalance = _check_rebalance(body.rebalance_data, task_type, train)
     test_functions = _check_test_functions(body.test_functions, settings)
 
+    check_job_queue(session=session, settings=settings, user=user)
     job = TrainingJob(
         id=new_id("tr"), project_id=project.id, name=(body.name or "").strip() or None,
         description=body.description, base_model=base_name, base_model_option=option,

@@ -29,6 +29,7 @@ from tuneyard.schemas import (
     Sampling,
 )
 from tuneyard.services import deployments as service
+from tuneyard.services.limits import check_deployments
 from tuneyard.serving import openai_format as fmt
 from tuneyard.tables import Deployment
 
@@ -76,7 +77,9 @@ async def cancel_deployment(deployment: DeploymentDep, session: SessionDep,
 
 @router.post(BASE + "/{deployment_id}/reactivate", status_code=204, response_class=Response)
 async def reactivate_deployment(deployment: DeploymentDep, session: SessionDep,
-                                manager: ManagerDep) -> Response:
+                                manager: ManagerDep, settings: SettingsDep,
+                                user: CurrentUser) -> Response:
+    check_deployments(session=session, settings=settings, user=user, exclude=deployment.id)
     await service.reactivate_deployment(session=session, manager=manager, deployment=deployment)
     return Response(status_code=204)
 
