@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -102,16 +103,35 @@ class Settings(BaseSettings):
 
     def _load_secret(self) -> bytes:
         path = self.ensure_home() / "secret.key"
-        if not path.exists():
-            # O_EXCL: two processes starting together must not write two secrets.
+        secret = _read_secret(path)
+        if secret:
+            return secret
+        # Written whole to a temporary file, then linked into place: a racing
+        # process sees no file or the whole secret, never an empty one, and a
+        # link never replaces a secret another process put there first.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o600)
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                os.link(tmp, path)
             except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(secrets.token_hex(32))
+                if not _read_secret(path):  # an empty file, as older versions could leave
+                    os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return _read_secret(path)
+
+
+def _read_secret(path: Path) -> bytes:
+    try:
         return path.read_text().strip().encode()
+    except FileNotFoundError:
+        return b""
 
 
 @lru_cache
