@@ -103,6 +103,18 @@ class Http:
             raise TuneyardAPIError(response.status_code,
                                    f"{method} {url}: the server did not answer with JSON") from None
 
+    def pages(self, url: str, *, limit: int | None = None) -> list[Any]:
+        """Every item of a paged list: follows `X-Next-After` until the last page."""
+        items: list[Any] = []
+        params: dict[str, Any] = {"limit": limit} if limit else {}
+        while True:
+            response = self.request("GET", url, params=params)
+            items.extend(response.json())
+            after = response.headers.get("x-next-after")
+            if not after or after == params.get("after"):
+                return items
+            params = {**params, "after": after}
+
     @contextmanager
     def stream(self, method: str, url: str, *, headers: dict[str, str] | None = None,
                ok_statuses: tuple[int, ...] = (), **kwargs: Any) -> Iterator[httpx.Response]:

@@ -43,7 +43,7 @@ class Deployments(Resource):
 
     def list(self, project_id: str) -> list[Deployment]:
         return [Deployment.model_validate(d)
-                for d in self._http.json("GET", self._path(project_id))]
+                for d in self._http.pages(self._path(project_id))]
 
     def get(self, project_id: str, deployment_id: str) -> Deployment:
         return Deployment.model_validate(

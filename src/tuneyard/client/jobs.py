@@ -57,7 +57,7 @@ class Jobs(Resource):
 
     def list(self, project_id: str) -> list[TrainingJob]:
         return [TrainingJob.model_validate(j)
-                for j in self._http.json("GET", self._path(project_id))]
+                for j in self._http.pages(self._path(project_id))]
 
     def get(self, project_id: str, job_id: str) -> TrainingJob:
         """The job in detail: progress, training loss, hyperparameters, error."""

@@ -50,7 +50,7 @@ class Projects(Resource):
                                                       json=body(name=name)))
 
     def list(self) -> list[Project]:
-        return [Project.model_validate(p) for p in self._http.json("GET", "/v1/projects")]
+        return [Project.model_validate(p) for p in self._http.pages("/v1/projects")]
 
     def get(self, project_id: str) -> Project:
         """The project with its datasets, training jobs and deployments."""
@@ -88,7 +88,7 @@ class Datasets(Resource):
         return Dataset.model_validate(response)
 
     def list(self, project_id: str) -> list[Dataset]:
-        return [Dataset.model_validate(d) for d in self._http.json("GET", self._path(project_id))]
+        return [Dataset.model_validate(d) for d in self._http.pages(self._path(project_id))]
 
     def get(self, project_id: str, dataset_id: str) -> Dataset:
         """The dataset with a signed `dataset_download_url`."""

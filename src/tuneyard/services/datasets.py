@@ -97,11 +97,13 @@ def _safe_name(filename: str) -> str:
     return keep
 
 
-def list_datasets(*, session: Session, project: Project) -> list[Dataset]:
-    return list(session.scalars(
-        select(Dataset).where(Dataset.project_id == project.id)
-        .order_by(Dataset.id)
-    ))
+def list_datasets(*, session: Session, project: Project, after: str | None = None,
+                  limit: int | None = None) -> list[Dataset]:
+    """The project's datasets by id; `after`/`limit` read one page of them."""
+    query = select(Dataset).where(Dataset.project_id == project.id)
+    if after is not None:
+        query = query.where(Dataset.id > after)
+    return list(session.scalars(query.order_by(Dataset.id).limit(limit)))
 
 
 def get_dataset(*, session: Session, project: Project, dataset_id: str) -> Dataset:

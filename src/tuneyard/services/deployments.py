@@ -77,9 +77,13 @@ def create_deployment(*, session: Session, settings: Settings, project: Project,
     return deployment
 
 
-def list_deployments(*, session: Session, project: Project) -> list[Deployment]:
-    return list(session.scalars(select(Deployment).where(Deployment.project_id == project.id)
-                                .order_by(Deployment.id)))
+def list_deployments(*, session: Session, project: Project, after: str | None = None,
+                     limit: int | None = None) -> list[Deployment]:
+    """The project's deployments by id; `after`/`limit` read one page of them."""
+    query = select(Deployment).where(Deployment.project_id == project.id)
+    if after is not None:
+        query = query.where(Deployment.id > after)
+    return list(session.scalars(query.order_by(Deployment.id).limit(limit)))
 
 
 def get_deployment(*, session: Session, project: Project, deployment_id: str) -> Deployment:

@@ -235,10 +235,13 @@ def _check_test_functions(names, settings: Settings) -> list[str] | None:
     return list(names)
 
 
-def list_jobs(*, session: Session, project: Project) -> list[TrainingJob]:
-    return list(session.scalars(
-        select(TrainingJob).where(TrainingJob.project_id == project.id).order_by(TrainingJob.id)
-    ))
+def list_jobs(*, session: Session, project: Project, after: str | None = None,
+              limit: int | None = None) -> list[TrainingJob]:
+    """The project's jobs by id; `after`/`limit` read one page of them."""
+    query = select(TrainingJob).where(TrainingJob.project_id == project.id)
+    if after is not None:
+        query = query.where(TrainingJob.id > after)
+    return list(session.scalars(query.order_by(TrainingJob.id).limit(limit)))
 
 
 def get_job(*, session: Session, project: Project, job_id: str) -> TrainingJob:

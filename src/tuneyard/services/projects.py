@@ -26,10 +26,13 @@ def create_project(*, session: Session, owner: User, name: str | None = None) ->
     return project
 
 
-def list_projects(*, session: Session, owner: User) -> list[Project]:
-    return list(session.scalars(
-        select(Project).where(Project.owner_id == owner.id).order_by(Project.id)
-    ))
+def list_projects(*, session: Session, owner: User, after: str | None = None,
+                  limit: int | None = None) -> list[Project]:
+    """The owner's projects by id; `after`/`limit` read one page of them."""
+    query = select(Project).where(Project.owner_id == owner.id)
+    if after is not None:
+        query = query.where(Project.id > after)
+    return list(session.scalars(query.order_by(Project.id).limit(limit)))
 
 
 def get_project(*, session: Session, owner: User, project_id: str) -> Project:

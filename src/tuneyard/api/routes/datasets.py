@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request, Response, UploadFile
 
 from tuneyard.api.deps import CurrentUser, ProjectDep, SessionDep, SettingsDep, StoreDep
 from tuneyard.api.guard import accepts_upload
+from tuneyard.api.paging import PageDep
 from tuneyard.errors import InvalidInput
 from tuneyard.schemas import DatasetDetail, DatasetSummary
 from tuneyard.services import datasets as dataset_service
@@ -44,9 +45,11 @@ async def create_dataset(request: Request, project: ProjectDep, session: Session
 
 
 @router.get("/v1/projects/{project_id}/datasets", response_model=list[DatasetSummary])
-def list_datasets(project: ProjectDep, session: SessionDep) -> list[DatasetSummary]:
-    return [DatasetSummary.model_validate(d)
-            for d in dataset_service.list_datasets(session=session, project=project)]
+def list_datasets(project: ProjectDep, session: SessionDep,
+                  page: PageDep) -> list[DatasetSummary]:
+    rows = dataset_service.list_datasets(session=session, project=project, after=page.after,
+                                         limit=page.fetch)
+    return [DatasetSummary.model_validate(d) for d in page.of(rows)]
 
 
 @router.get("/v1/projects/{project_id}/datasets/{dataset_id}", response_model=DatasetDetail)

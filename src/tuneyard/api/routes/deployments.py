@@ -17,6 +17,7 @@ from tuneyard.api.deps import (
     SettingsDep,
 )
 from tuneyard.api.forward import call_model, stream_model, wants_event_stream
+from tuneyard.api.paging import PageDep
 from tuneyard.deploy.manager import DeploymentManager
 from tuneyard.schemas import (
     ChatRequest,
@@ -58,9 +59,11 @@ def create_deployment(body: DeploymentCreate, project: ProjectDep, session: Sess
 
 
 @router.get(BASE, response_model=list[DeploymentSummary])
-def list_deployments(project: ProjectDep, session: SessionDep) -> list[DeploymentSummary]:
-    return [DeploymentSummary.model_validate(r)
-            for r in service.list_deployments(session=session, project=project)]
+def list_deployments(project: ProjectDep, session: SessionDep,
+                     page: PageDep) -> list[DeploymentSummary]:
+    rows = service.list_deployments(session=session, project=project, after=page.after,
+                                    limit=page.fetch)
+    return [DeploymentSummary.model_validate(r) for r in page.of(rows)]
 
 
 @router.get(BASE + "/{deployment_id}", response_model=DeploymentDetail)

@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Response
 
 from tuneyard.api.deps import CurrentUser, JobDep, ProjectDep, SessionDep, SettingsDep, StoreDep
+from tuneyard.api.paging import PageDep
 from tuneyard.schemas import (
     TrainingJobCheckpoint,
     TrainingJobCreate,
@@ -25,9 +26,11 @@ def create_training_job(body: TrainingJobCreate, project: ProjectDep, session: S
 
 
 @router.get(BASE, response_model=list[TrainingJobSummary])
-def list_training_jobs(project: ProjectDep, session: SessionDep) -> list[TrainingJobSummary]:
-    return [TrainingJobSummary.model_validate(j)
-            for j in job_service.list_jobs(session=session, project=project)]
+def list_training_jobs(project: ProjectDep, session: SessionDep,
+                       page: PageDep) -> list[TrainingJobSummary]:
+    rows = job_service.list_jobs(session=session, project=project, after=page.after,
+                                 limit=page.fetch)
+    return [TrainingJobSummary.model_validate(j) for j in page.of(rows)]
 
 
 @router.get(BASE + "/{training_job_id}", response_model=TrainingJobDetail)

@@ -3,6 +3,7 @@
 from fastapi import APIRouter, Body, Response
 
 from tuneyard.api.deps import CurrentUser, ProjectDep, SessionDep, StoreDep
+from tuneyard.api.paging import PageDep
 from tuneyard.schemas import DeploymentSummary, ProjectCreate, ProjectDetail, ProjectSummary
 from tuneyard.services import datasets as dataset_service
 from tuneyard.services import deployments as deployment_service
@@ -22,9 +23,10 @@ def create_project(session: SessionDep, user: CurrentUser,
 
 
 @router.get("/v1/projects", response_model=list[ProjectSummary])
-def list_projects(session: SessionDep, user: CurrentUser) -> list[ProjectSummary]:
-    return [ProjectSummary.model_validate(p)
-            for p in project_service.list_projects(session=session, owner=user)]
+def list_projects(session: SessionDep, user: CurrentUser, page: PageDep) -> list[ProjectSummary]:
+    rows = project_service.list_projects(session=session, owner=user, after=page.after,
+                                         limit=page.fetch)
+    return [ProjectSummary.model_validate(p) for p in page.of(rows)]
 
 
 @router.get("/v1/projects/{project_id}", response_model=ProjectDetail)
