@@ -214,3 +214,7 @@ def pytest_collection_modifyitems(config, items):
                     if item.get_closest_marker("slow") is not None}
     order = {id(item): index for index, item in enumerate(items)}
     items.sort(key=lambda item: (item.module.__name__ not in slow_modules, order[id(item)]))
+
+
+# A real S3 server (SeaweedFS), started once per session by whichever test needs it.
+from tests.seaweed import s3_env, s3_server  # noqa: E402,F401

@@ -29,8 +29,10 @@ class Settings(BaseSettings):
     """SQLAlchemy URL of the metadata database; default: SQLite file `<home>/tuneyard.db`."""
 
     storage_url: str | None = None
-    """Where artifacts live: a local directory (default `<home>/artifacts`).
-    S3 (`s3://bucket/prefix`) is not supported yet."""
+    """Where artifacts live: a local directory (default `<home>/artifacts`), or
+    `s3://BUCKET/PREFIX` in any S3-compatible store, reached with boto3's usual
+    settings (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    `AWS_DEFAULT_REGION`, profiles, roles). Downloads are then presigned S3 URLs."""
 
     public_url: str = "http://127.0.0.1:8000"
     """Base URL clients use to reach this server; download URLs are built on it."""

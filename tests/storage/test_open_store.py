@@ -24,9 +24,22 @@ def test_memory_url_opens_a_fresh_memory_store():
     assert not second.exists("k")
 
 
-def test_s3_is_announced_not_silently_local():
-    with pytest.raises(NotImplementedError, match="S3 storage arrives in a later release"):
-        open_store("s3://bucket/prefix")
+def test_s3_urls_open_a_checked_s3_store(s3_env):
+    from tuneyard.storage.s3 import S3Store
+
+    bucket = s3_env.new_bucket()
+    store = open_store(f"s3://{bucket}/some/prefix/")
+    assert isinstance(store, S3Store)
+    assert (store.bucket, store.prefix) == (bucket, "some/prefix/")
+    store.put("k", b"v")
+    assert s3_env.keys(bucket) == ["some/prefix/k"]
+    assert open_store(f"s3://{bucket}").prefix == ""
+
+
+@pytest.mark.parametrize("url", ["s3://", "s3:///prefix", "s3://b/a/../c", "s3://b/p?x=1"])
+def test_malformed_s3_urls_are_refused(url):
+    with pytest.raises(ValueError):
+        open_store(url)
 
 
 @pytest.mark.parametrize(

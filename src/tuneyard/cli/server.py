@@ -39,9 +39,15 @@ def serve(
 def worker() -> None:
     """Run a standalone training worker against the configured database and store."""
     from tuneyard.config import get_settings
+    from tuneyard.storage import open_store
     from tuneyard.worker.loop import run_worker
 
-    run_worker(get_settings())
+    settings = get_settings()
+    try:
+        open_store(settings.resolved_storage_url)  # no bucket, refused credentials: stop now
+    except ValueError as exc:
+        fail(str(exc))
+    run_worker(settings)
 
 
 @db_app.command("upgrade")

@@ -12,7 +12,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from .base import CHUNK_SIZE, ArtifactStore, ObjectInfo, ObjectNotFound, validate_key
+from .base import (
+    CHUNK_SIZE,
+    ArtifactStore,
+    ObjectInfo,
+    ObjectNotFound,
+    StoreUnavailable,
+    validate_key,
+)
 from .local import LocalStore
 from .memory import MemoryStore
 
@@ -23,6 +30,7 @@ __all__ = [
     "MemoryStore",
     "ObjectInfo",
     "ObjectNotFound",
+    "StoreUnavailable",
     "open_store",
     "validate_key",
 ]
@@ -31,7 +39,8 @@ __all__ = [
 def open_store(url: str) -> ArtifactStore:
     """The store a URL names: `file:///abs/dir` or a plain path, `memory://`, `s3://…`.
 
-    Each `memory://` call returns a new, empty store.
+    Each `memory://` call returns a new, empty store. An `s3://BUCKET/PREFIX`
+    store is checked on opening (one request): `StoreUnavailable` says why not.
     """
     if not url:
         raise ValueError("storage URL must not be empty")
@@ -48,5 +57,7 @@ def open_store(url: str) -> ArtifactStore:
     if scheme == "memory":
         return MemoryStore()
     if scheme == "s3":
-        raise NotImplementedError("S3 storage arrives in a later release; use a local directory")
+        from .s3 import S3Store  # boto3 is imported only by those who use S3
+
+        return S3Store.from_url(url)
     raise ValueError(f"unsupported storage URL scheme {parts.scheme!r} in {url!r}")

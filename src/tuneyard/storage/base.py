@@ -2,8 +2,8 @@
 
 An artifact store holds immutable-ish blobs (checkpoint archives, datasets,
 evaluation results) under '/'-separated relative keys. Implementations are a
-local directory (`LocalStore`), a dict (`MemoryStore`, for tests) and, later,
-S3-compatible object storage, so nothing here assumes a filesystem: objects go
+local directory (`LocalStore`), a dict (`MemoryStore`, for tests) and any
+S3-compatible bucket (`S3Store`), so nothing here assumes a filesystem: objects go
 in as streams and come out as iterators of chunks.
 """
 
@@ -35,6 +35,14 @@ class ObjectNotFound(KeyError):
     def __str__(self) -> str:
         # KeyError's default str() is the repr of its argument; say what is missing.
         return f"no object stored under key {self.key!r}"
+
+
+class StoreUnavailable(ValueError):
+    """The configured store cannot be used (no bucket, credentials refused, unreachable).
+
+    A ValueError, as a bad storage URL is: both mean the configuration is wrong,
+    and `tuneyard serve` / `tuneyard worker` refuse to start with its message.
+    """
 
 
 @dataclass(frozen=True, slots=True)
