@@ -60,6 +60,8 @@ def test_checkpoints_carry_test_results_and_a_baseline(client, project, create_j
         assert math.isclose(float(metrics["ends_with_letter"]), mean, rel_tol=1e-4)
         assert all(r["test_functions"]["explodes"] is None for r in rows)
         assert c["updated_at"] >= c["created_at"]
+        # The training loop no longer computes it: the evaluation's test loss is the eval loss.
+        assert c["eval_loss"] == pytest.approx(float(metrics["loss"]), rel=1e-6)
 
     baseline = detail["baseline_test_results"]
     assert baseline["status"] == "done"

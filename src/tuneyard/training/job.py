@@ -52,6 +52,11 @@ class JobSpec:
     started_at: float | None = None
     """When the job started (unix seconds); timeout_seconds counts from here
     (policy.timed_out). None: from when training starts."""
+    eval_loss_in_loop: bool = True
+    """Compute the eval loss on the live model at every checkpoint (it goes in the
+    manifest, and early stopping on `loss` uses it). The worker turns it off: its
+    evaluation process computes the same loss from each published checkpoint and
+    records it on the checkpoint row, so the loop holds only for the host snapshot."""
 
 
 class TrainingEvents(Protocol):

@@ -38,6 +38,18 @@ class RunContext:
     """Checkpoints being written in the background at once (each holds a host snapshot)."""
     started_at: float | None = None
     """When the job started (unix seconds): its timeout counts from here."""
+    eval_loss_in_loop: bool = True
+    """Whether the loop computes the eval loss (JobSpec.eval_loss_in_loop)."""
+
+    def loop_eval_loss(self, eval_loss):
+        """`eval_loss` when the loop computes it, else None (nothing to compute)."""
+        return eval_loss if self.eval_loss_in_loop else None
+
+    def initial_eval_loss(self, eval_loss, model) -> float | None:
+        """The loss before training (not on resume: the weights load later)."""
+        if self.resume_from is not None or not self.eval_loss_in_loop:
+            return None
+        return eval_loss(model)
 
     @property
     def checkpoints_root(self) -> Path:
@@ -59,7 +71,7 @@ class RunContext:
             base_model=self.base_model,
             hyper_parameters=self.hyper_parameters,
             extra={"task_type": self.task_type, "job_id": self.job_id, **extra},
-            eval_loss=eval_loss,
+            eval_loss=self.loop_eval_loss(eval_loss),
             save_model=save_model,
             max_in_flight=self.max_in_flight,
             started_at=self.started_at,
@@ -175,5 +187,5 @@ def fit_pretrained(ctx: RunContext, *, model, tokenizer, train_features, collate
     )
     # After Trainer placed the model on its device; a resumed run starts from
     # weights the Trainer loads later, so its "initial" loss means nothing.
-    initial = eval_loss(trainer.model) if ctx.resume_from is None else None
+    initial = ctx.initial_eval_loss(eval_loss, trainer.model)
     return fit(trainer, publisher, ctx, initial_eval_loss=initial)

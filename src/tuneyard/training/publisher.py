@@ -13,17 +13,16 @@ resume state under `state/`), published with the checkpoint protocol
 The callback also reports progress and loss, and stops training cleanly on
 cancel, timeout or early stopping.
 
-Why the eval loss stays in the loop, although it is now most of what the
-loop waits for at a checkpoint (57M-parameter model, 7 eval examples, 2-core
-CPU: 0.3-0.5 s alone, against a few ms for the snapshot): it is a forward
-pass over the eval set, fast on an accelerator with the live model, while
-the host copy would run it on the CPU, orders of magnitude slower for a real
-model, and stretch every checkpoint's time in flight (back-pressure). On a
-CPU-only machine moving it to the writer's thread would hide it from the
-loop but not free the cores the loop trains on. And here early stopping is
-decided at the step it always was, so a run stays deterministic. The writer
-overlaps with it: the snapshot is submitted first, and the writer waits for
-the loss only when it writes the manifest.
+The eval loss: a job run by the worker does not compute it in the loop
+(JobSpec.eval_loss_in_loop is off). Its evaluation process, which runs beside
+training anyway, computes the same loss from each published checkpoint and
+records it on the checkpoint's row, where the listing and the training curve
+read it; early stopping on `loss` is applied there too (services.retention).
+The loop then holds only for the snapshot (a few ms against seconds of
+forward passes over the eval set on a CPU). Run on its own (scripts, tests),
+the loop still computes it on the live model and writes it in the manifest;
+the writer overlaps with it (the snapshot is submitted first, and the writer
+waits for the loss only when it writes the manifest).
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ from tuneyard.checkpoints.writer import publish_checkpoint
 from tuneyard.training.job import TrainingEvents
 from tuneyard.training.params import TrainingParameters
 from tuneyard.training.snapshot import BeforeOptimizerStep, HostSlot, Snapshot, write_snapshot
-from tuneyard.training.writer import MAX_IN_FLIGHT, CheckpointWriter
+from tuneyard.training.writer import MAX_IN_FLIGHT, CheckpointWriter, run_nicer
 
 log = logging.getLogger("tuneyard.training")
 
@@ -79,6 +78,12 @@ class _Publication:
         self.staging: Path | None = None
 
     def run(self) -> None:
+        # The host copy first, at the loop's priority (its next optimizer step may
+        # wait for it); serialising, hashing and storing at a lower one (run_nicer).
+        self.snapshot.wait()
+        run_nicer(self._write)
+
+    def _write(self) -> None:
         pub = self.publisher
         self.staging = Path(tempfile.mkdtemp(prefix=f".staging-{self.number:06d}-", dir=pub.root))
         (self.staging / STATE_DIR).mkdir()
@@ -114,7 +119,7 @@ class CheckpointPublisher(TrainerCallback):
         base_model: str,
         hyper_parameters: dict,
         extra: dict,
-        eval_loss: Callable[[object], float | None],
+        eval_loss: Callable[[object], float | None] | None,
         save_model: Callable[[Any, Path], None],
         max_in_flight: int = MAX_IN_FLIGHT,
         started_at: float | None = None,
@@ -127,6 +132,7 @@ class CheckpointPublisher(TrainerCallback):
         self.hyper_parameters = hyper_parameters
         self.extra = extra
         self.eval_loss = eval_loss
+        """The eval loss of the live model, or None: not computed in the loop."""
         self.save_model = save_model
         """Writes a model (the snapshot's shadow) into a directory, from_pretrained-loadable."""
         self.writer = CheckpointWriter(limit=max_in_flight)
@@ -219,7 +225,7 @@ class CheckpointPublisher(TrainerCallback):
         self.next_number += 1
         self.last_saved_step = snapshot.step
         try:
-            value = self.eval_loss(trainer.model)
+            value = self.eval_loss(trainer.model) if self.eval_loss is not None else None
         except BaseException as exc:
             eval_loss.set_exception(exc)  # the writer discards the checkpoint
             raise

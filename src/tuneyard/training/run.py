@@ -72,6 +72,7 @@ def run_job(
         next_number=next_number,
         max_in_flight=checkpoints_in_flight or MAX_IN_FLIGHT,
         started_at=spec.started_at,
+        eval_loss_in_loop=spec.eval_loss_in_loop,
     )
     ctx.checkpoints_root.mkdir(parents=True, exist_ok=True)
     clean_leftovers(ctx.checkpoints_root)  # a crashed earlier attempt's half-written files

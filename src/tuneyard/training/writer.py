@@ -18,6 +18,7 @@ next step (`check`), when it next waits for a slot, or when it closes.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from typing import Protocol
@@ -29,6 +30,39 @@ log = logging.getLogger("tuneyard.training")
 
 MAX_IN_FLIGHT = 1
 """Checkpoints in flight at once by default: one snapshot of host memory."""
+
+WRITER_NICE = 10
+"""How much nicer than training the thread that serialises, hashes and stores a
+checkpoint runs (Linux nice values are per thread): on a CPU-only machine the
+loop's math gets the cores first, and the write fills the gaps."""
+
+
+def run_nicer(fn, *, nice: int = WRITER_NICE) -> None:
+    """Run `fn` on a new thread whose scheduling priority is `nice` lower, and wait.
+
+    A new thread each time, because a thread cannot take back a lower priority
+    (that needs CAP_SYS_NICE): the writer thread itself stays at the loop's
+    priority, so the host copy the next optimizer step may wait for is never
+    the low-priority part. Exceptions propagate to the caller.
+    """
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                           min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice))
+        except (AttributeError, OSError):
+            pass  # not Linux, or not allowed: write at the same priority
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="tuneyard-checkpoint-io", daemon=True)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
 
 
 class WriteJob(Protocol):

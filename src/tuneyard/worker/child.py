@@ -249,7 +249,9 @@ def main(job_id: str, worker_id: str) -> int:
         spec = JobSpec(job_id=job.id, task_type=job.task_type, base_model=job.base_model,
                        model_path=model_path, train_examples=train, eval_examples=test,
                        hyper_parameters=job.hyper_parameters, labels=labels, multi_label=multi,
-                       base_model_path=base_path, started_at=job.started_at)
+                       base_model_path=base_path, started_at=job.started_at,
+                       # The evaluation process computes it from each published checkpoint.
+                       eval_loss_in_loop=False)
         events = DbEvents(engine=engine, store=store, job=job, workdir=workdir,
                           parent_pid=parent)
         summary = run_job(spec, workdir=workdir / "run", events=events,

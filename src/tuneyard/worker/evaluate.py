@@ -26,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tuneyard import policy
 from tuneyard.checkpoints.reader import download_checkpoint
 from tuneyard.config import get_settings
 from tuneyard.db import make_engine
@@ -143,6 +144,10 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
             job.baseline_test_results = {**document, "status": TestStatus.DONE}
         else:
             row.test_results, row.test_status, row.test_error = document, TestStatus.DONE, None
+            # The training loop no longer computes the eval loss (JobSpec.eval_loss_in_loop):
+            # the test loss of the published checkpoint is it, shown once it lands.
+            if row.eval_loss is None:
+                row.eval_loss = policy.metric_number(result.aggregated.get("loss"))
             row.updated_at = max(now(), row.created_at)
         log.info("evaluated %s of %s: %s", target, job.id, result.aggregated)
     except Exception as exc:  # noqa: BLE001 - recorded on the checkpoint

@@ -66,5 +66,5 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
         loss=CosineSimilarityLoss(model),
         callbacks=[publisher],
     )
-    initial = eval_loss(trainer.model) if ctx.resume_from is None else None
+    initial = ctx.initial_eval_loss(eval_loss, trainer.model)
     return fit(trainer, publisher, ctx, initial_eval_loss=initial)
