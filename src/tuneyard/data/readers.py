@@ -31,7 +31,7 @@ CSV_FIELD_LIMIT = 64 * 1024 * 1024
 """Longest CSV value accepted, in characters."""
 
 CSV_COLUMN_SETS = (("prompt", "completion"), ("input", "expected_output"),
-                   ("text1", "text2", "score"))
+                   ("text1", "text2", "score"), ("prompt", "chosen", "rejected"))
 """A CSV header must hold one of these column sets; the first one present decides."""
 
 
