@@ -68,6 +68,9 @@ class TrainingJobSummary(Wire):
     updated_at: int
     task_type: str
     base_model_option: str
+    training_technique: str = Field("SFT", description="v2: SFT | GRPO (tuneyard: also DPO)")
+    reward: dict[str, float] | None = Field(None, description="v2 (GRPO): test function -> "
+                                                               "reward weight")
 
 
 class DeploymentSummary(Wire):
@@ -103,6 +106,16 @@ class TrainingJobCreate(BaseModel):
     checkpoint: float | None = Field(None, allow_inf_nan=False)
     rebalance_data: dict[str, float] | None = None
     test_functions: list[str] | None = None
+    training_technique: str | None = Field(
+        None, description="extra: SFT (default) or DPO (a preference dataset); GRPO jobs are "
+                          "created with POST …/training-jobs/grpo")
+
+
+class GRPOTrainingJobCreate(TrainingJobCreate):
+    """Emissary v2's GRPO create body: the create body plus `reward`; `test_functions`
+    and `reward` are required (checked by the service, so the error names the field)."""
+
+    reward: dict[str, ParamValue | None] | None = None
 
 
 class LossPoint(BaseModel):
@@ -128,6 +141,9 @@ class TrainingJobDetail(TrainingJobSummary):
     started_at: int | None = Field(None, description="extra")
     finished_at: int | None = Field(None, description="extra")
     attempts: int = Field(0, description="extra: how many times a worker started it")
+    training_metrics: list[dict] | None = Field(
+        None, description="extra: per logging step, the trainer's metrics beyond the loss "
+                          "(DPO: rewards/accuracies, rewards/margins; GRPO: reward)")
 
 
 class TestResults(BaseModel):

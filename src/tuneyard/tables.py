@@ -134,6 +134,14 @@ class TrainingJob(Base):
     started_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
+    # SFT, DPO or GRPO (migration 0002_h5); GRPO's reward: test function -> weight.
+    training_technique: Mapped[str] = mapped_column(String(10), default="SFT",
+                                                    server_default="SFT")
+    reward: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    # Per logging step, what the trainer reports beyond the loss (DPO reward
+    # accuracy and margins, GRPO mean reward): [{step, timestamp, name: value}].
+    training_metrics: Mapped[list | None] = mapped_column(JSON, nullable=True)
+
     checkpoints: Mapped[list[Checkpoint]] = relationship(
         back_populates="job", order_by="Checkpoint.number", passive_deletes=True
     )

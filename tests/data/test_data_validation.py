@@ -130,7 +130,8 @@ def test_record_with_no_known_keys_names_the_key_sets(write_file):
     path = write_file("d.jsonl", jsonl({"question": "q", "answer": "a"}))
     assert issues_of(path) == [("line 1", "a record needs the keys prompt,completion or "
                                           "input,expected_output or messages or "
-                                          "text1,text2,score (found: answer,question)")]
+                                          "text1,text2,score or prompt,chosen,rejected "
+                                          "(found: answer,question)")]
 
 
 def test_invalid_utf8_line_is_numbered(write_file):
@@ -176,8 +177,8 @@ def test_empty_files_have_no_records(write_file, write_records):
 def test_csv_header_must_name_a_known_column_set(write_file):
     path = write_file("d.csv", "question,answer\nq,a\n")
     assert issues_of(path) == [("line 1", "CSV header must contain prompt,completion or "
-                                          "input,expected_output or text1,text2,score "
-                                          "(found: question,answer)")]
+                                          "input,expected_output or text1,text2,score or "
+                                          "prompt,chosen,rejected (found: question,answer)")]
     path = write_file("d.csv", "text1,text2\na,b\n")
     assert issues_of(path)[0][1].startswith("CSV header must contain prompt,completion or ")
 

@@ -20,12 +20,13 @@ from .split import (
     rebalance,
     split_examples,
 )
-from .tasks import TASK_TYPES, task_fit_error, to_task_examples
+from .tasks import TASK_TYPES, TECHNIQUES, task_fit_error, to_task_examples
 from .validate import DatasetInfo, inspect_dataset, load_examples
 
 __all__ = [
     "DEFAULT_TEST_SPLIT",
     "TASK_TYPES",
+    "TECHNIQUES",
     "DatasetInfo",
     "DatasetIssue",
     "DatasetValidationError",

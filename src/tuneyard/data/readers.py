@@ -40,7 +40,7 @@ MAX_JSON_ARRAY_RECORDS = 1_000_000
 """Most records a JSON-array file may hold."""
 
 CSV_COLUMN_SETS = (("prompt", "completion"), ("input", "expected_output"),
-                   ("text1", "text2", "score"))
+                   ("text1", "text2", "score"), ("prompt", "chosen", "rejected"))
 """A CSV header must hold one of these column sets; the first one present decides."""
 
 

@@ -9,6 +9,12 @@ the required ones are ignored. Normalized records are what training and evaluati
     classification                   {"text": str, "labels": [str, ...]}   (labels set to 1)
     chat                             {"messages": [{"role": str, "content": str}, ...]}
     pairs                            {"text1": str, "text2": str, "score": float}
+    preference                       {"prompt": P, "chosen": C, "rejected": C}: P and C
+                                     are each a string, or a list of chat messages
+
+A preference record is DPO's: a prompt, the answer to prefer and the one to avoid. Its
+chat variant has message lists (the prompt's turns; the chosen and the rejected replies,
+usually one assistant message each); chosen and rejected are of the same kind.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any
 
 from .readers import kind
 
-SHAPES = ("prompt_completion", "regression", "classification", "input_output", "chat", "pairs")
+SHAPES = ("prompt_completion", "regression", "classification", "input_output", "chat", "pairs",
+          "preference")
 
 SHAPE_DESCRIPTIONS = {
     "prompt_completion": '{"prompt": text, "completion": text}',
@@ -27,6 +34,8 @@ SHAPE_DESCRIPTIONS = {
     "input_output": "input,expected_output",
     "chat": '{"messages": [{"role": ..., "content": ...}, ...]}',
     "pairs": "text1,text2,score (a score between 0 and 1)",
+    "preference": '{"prompt": text or messages, "chosen": text or messages, '
+                  '"rejected": text or messages}',
 }
 
 REQUIRED_KEYS = {
@@ -36,6 +45,7 @@ REQUIRED_KEYS = {
     "input_output": ("input", "expected_output"),
     "chat": ("messages",),
     "pairs": ("text1", "text2", "score"),
+    "preference": ("prompt", "chosen", "rejected"),
 }
 
 ROLES = ("system", "user", "assistant")
@@ -44,11 +54,14 @@ ROLES = ("system", "user", "assistant")
 _BY_COMPLETION = {"string": "prompt_completion", "number": "regression",
                   "object": "classification"}
 _BAD_COMPLETION = "'completion' must be a string, a number or an object of label -> 0/1, got {}"
-_KEY_SETS = "prompt,completion or input,expected_output or messages or text1,text2,score"
+_KEY_SETS = ("prompt,completion or input,expected_output or messages or text1,text2,score "
+             "or prompt,chosen,rejected")
 
 
 def detect_shape(record: dict[str, Any]) -> tuple[str | None, str | None]:
     """``(shape, None)``, or ``(None, why)`` when the record fits no shape."""
+    if "chosen" in record and "rejected" in record:
+        return "preference", None  # before prompt/completion: a preference record has a prompt
     if "prompt" in record and "completion" in record:
         completion_kind = kind(record["completion"])
         if completion_kind in _BY_COMPLETION:
@@ -197,6 +210,53 @@ def _pairs(record: dict, problems: list[str], from_text: bool) -> dict:
     return {"text1": text1, "text2": text2, "score": float(score)}
 
 
+def _messages(value, key: str, problems: list[str]) -> list[dict]:
+    """A normalized message list, its problems appended (at most three)."""
+    if not value:
+        problems.append(f"{key!r} must not be empty")
+        return []
+    normalized, found = [], []
+    for index, message in enumerate(value):
+        where = f"{key}[{index}]"
+        if not isinstance(message, dict):
+            found.append(f"{where} must be an object with role and content, got {kind(message)}")
+            continue
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            found.append(f"{where}.role must be one of {', '.join(ROLES)}, got {role!r}")
+        if not isinstance(content, str):
+            found.append(f"{where}.content must be a string, got {kind(content)}")
+        normalized.append({"role": role, "content": content})
+    problems.extend(found[:3])
+    return normalized
+
+
+def _preference_part(record: dict, key: str, problems: list[str]):
+    value = record[key]
+    if isinstance(value, str):
+        if key != "prompt" and not value.strip():
+            problems.append(f"{key!r} must not be empty")
+        return value
+    if isinstance(value, list):
+        return _messages(value, key, problems)
+    problems.append(f"{key!r} must be a string or a list of messages, got {kind(value)}")
+    return value
+
+
+def _preference(record: dict, problems: list[str], from_text: bool) -> dict:
+    prompt = _preference_part(record, "prompt", problems)
+    chosen = _preference_part(record, "chosen", problems)
+    rejected = _preference_part(record, "rejected", problems)
+    if not problems and isinstance(chosen, list) != isinstance(rejected, list):
+        problems.append("'chosen' and 'rejected' must be of the same kind (both text or both "
+                        "message lists)")
+    if not problems and isinstance(prompt, list) and not isinstance(chosen, list):
+        problems.append("a prompt of messages needs 'chosen' and 'rejected' as message lists")
+    if not problems and chosen == rejected:
+        problems.append("'chosen' and 'rejected' are the same: nothing to prefer")
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected}
+
+
 _CHECKS = {"prompt_completion": _prompt_completion, "regression": _regression,
            "classification": _classification, "input_output": _input_output, "chat": _chat,
-           "pairs": _pairs}
+           "pairs": _pairs, "preference": _preference}

@@ -26,14 +26,34 @@ TASK_SHAPES = {
 }
 
 
-def task_fit_error(info: DatasetInfo, task_type: str) -> str | None:
+TECHNIQUES = ("SFT", "DPO", "GRPO")
+"""Training techniques: supervised fine-tuning, preference (DPO) and reinforcement (GRPO)."""
+
+TECHNIQUE_SHAPES = {
+    # DPO learns from pairs of answers; GRPO from prompts, the expected output
+    # feeding the test functions that reward its own generations.
+    "DPO": ("preference",),
+    "GRPO": ("prompt_completion", "input_output"),
+}
+
+
+def task_fit_error(info: DatasetInfo, task_type: str, technique: str = "SFT") -> str | None:
     """None when a dataset of this shape can train the task, else a sentence saying why not."""
-    return _fit_error(info.shape, task_type)
+    return _fit_error(info.shape, task_type, technique)
 
 
-def _fit_error(shape: str, task_type: str) -> str | None:
+def _fit_error(shape: str, task_type: str, technique: str = "SFT") -> str | None:
     if task_type not in TASK_SHAPES:
         return f"unknown task type {task_type!r}; expected one of {', '.join(TASK_TYPES)}"
+    if technique in TECHNIQUE_SHAPES:
+        if task_type != "text-generation":
+            return f"{technique} trains text-generation models, not {task_type}"
+        needed = TECHNIQUE_SHAPES[technique]
+        if shape in needed:
+            return None
+        options = "; ".join(f"{s} {SHAPE_DESCRIPTIONS[s]}" for s in needed)
+        return (f"{technique} needs a dataset of shape {' or '.join(needed)}, but this dataset "
+                f"is {shape} {SHAPE_DESCRIPTIONS.get(shape, '')}; expected: {options}")
     needed = TASK_SHAPES[task_type]
     if shape in needed:
         return None
@@ -44,9 +64,10 @@ def _fit_error(shape: str, task_type: str) -> str | None:
 
 
 def to_task_examples(examples: list[dict[str, Any]], *, shape: str,
-                     task_type: str) -> list[dict[str, Any]]:
-    """Normalized records (see shapes) of a dataset of ``shape``, in the task's record form."""
-    error = _fit_error(shape, task_type)
+                     task_type: str, technique: str = "SFT") -> list[dict[str, Any]]:
+    """Normalized records (see shapes) of a dataset of ``shape``, in the task's record form
+    (a DPO job's: the preference records as they are)."""
+    error = _fit_error(shape, task_type, technique)
     if error:
         raise ValueError(error)
     if task_type == "classification" and shape == "input_output":

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from tuneyard.catalog import DEFAULT_TASK, load_catalog
 from tuneyard.config import Settings
-from tuneyard.data import TASK_TYPES, normalize_split_ratio, task_fit_error
+from tuneyard.data import TASK_TYPES, TECHNIQUES, normalize_split_ratio, task_fit_error
 from tuneyard.errors import InvalidInput, NotFound
 from tuneyard.ids import new_id
 from tuneyard.policy import DEFAULT_METRIC
@@ -92,10 +92,33 @@ def _source_checkpoint(session: Session, project: Project, body) -> tuple[Traini
     return source, number
 
 
+# The metric that picks a preference or reinforcement job's best checkpoint.
+TECHNIQUE_METRIC = {"DPO": "preference_accuracy", "GRPO": "reward"}
+
+
+def _technique(value) -> str:
+    if value is None or value == "":
+        return "SFT"
+    technique = value.strip().upper() if isinstance(value, str) else value
+    if technique not in TECHNIQUES:
+        raise InvalidInput(f"training_technique: must be one of {', '.join(TECHNIQUES)}, "
+                           f"got {value!r}")
+    return technique
+
+
 def create_job(*, session: Session, settings: Settings, project: Project, user: User,
-               body) -> TrainingJob:
+               body, technique: str | None = None, reward: dict | None = None) -> TrainingJob:
     """Validate everything a worker will need, so a job fails at run time only for
-    reasons that cannot be known now (weights unreachable, out of memory)."""
+    reasons that cannot be known now (weights unreachable, out of memory).
+
+    `technique` (SFT, DPO or GRPO; default: the body's `training_technique`, else SFT)
+    is how the job trains; GRPO needs `reward` (see `create_grpo_job`). The same
+    checks, continued training and evaluation apply to every technique.
+    """
+    technique = _technique(technique or getattr(body, "training_technique", None))
+    if technique == "GRPO" and reward is None:
+        raise InvalidInput("training_technique: GRPO jobs are created with POST "
+                           "/v1/projects/{project_id}/training-jobs/grpo (they need a reward)")
     if len(body.base_model) > 200:
         raise InvalidInput(f"base_model: at most 200 characters, got {len(body.base_model)}")
     option = body.base_model_option or "pre-trained"
@@ -145,8 +168,12 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
     train = _dataset(session, project, body.train_dataset_id, "train_dataset_id")
     test = (_dataset(session, project, body.test_dataset_id, "test_dataset_id")
             if body.test_dataset_id else None)
+    if technique != "SFT" and task_type != "text-generation":
+        raise InvalidInput(f"task_type: {technique} trains text-generation models, "
+                           f"got {task_type}")
     for field, dataset in (("train_dataset_id", train), ("test_dataset_id", test)):
-        if dataset is not None and (problem := task_fit_error(_info(dataset), task_type)):
+        if dataset is not None and \
+                (problem := task_fit_error(_info(dataset), task_type, technique)):
             raise InvalidInput(f"{field}: {problem}")
     try:
         params = resolve_parameters(body.parameters or {}, template=template)
@@ -160,7 +187,10 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
         params["timeout_seconds"] = settings.default_timeout_seconds  # the server's default
     if "metric_for_best_model" not in (body.parameters or {}) and \
             "metric_for_best_model" not in template:
-        params["metric_for_best_model"] = DEFAULT_METRIC[task_type]
+        params["metric_for_best_model"] = TECHNIQUE_METRIC.get(technique,
+                                                               DEFAULT_METRIC[task_type])
+    if technique == "GRPO":
+        _check_generations(parse_parameters(params))
     split = None
     if test is None:
         try:
@@ -170,6 +200,13 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
         split = {"test_fraction": fraction, "seed": parse_parameters(params).seed}
     rebalance = _check_rebalance(body.rebalance_data, task_type, train)
     test_functions = _check_test_functions(body.test_functions, settings)
+    if technique == "GRPO":
+        if not test_functions:
+            raise InvalidInput("test_functions: required for GRPO (the functions evaluating "
+                               "each checkpoint); GET /v1/testing-functions lists them")
+        reward = _check_reward(reward, settings)
+    else:
+        reward = None
 
     check_job_queue(session=session, settings=settings, user=user)
     job = TrainingJob(
@@ -179,6 +216,7 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
         hf_model_link=hf_repo, task_type=task_type, train_dataset_id=train.id,
         test_dataset_id=test.id if test else None, split=split, hyper_parameters=params,
         rebalance_data=rebalance, test_functions=test_functions, status=JobStatus.PENDING,
+        training_technique=technique, reward=reward,
         progress=0, training_loss=[], created_by=user.id,
     )
     job.name = job.name or f"training-{job.id[3:11]}"
@@ -242,6 +280,60 @@ def list_jobs(*, session: Session, project: Project, after: str | None = None,
     if after is not None:
         query = query.where(TrainingJob.id > after)
     return list(session.scalars(query.order_by(TrainingJob.id).limit(limit)))
+
+
+def create_grpo_job(*, session: Session, settings: Settings, project: Project, user: User,
+                    body) -> TrainingJob:
+    """Emissary v2's GRPO job: `reward` (test function -> weight) and `test_functions`
+    are required; otherwise a job like any other."""
+    if getattr(body, "reward", None) is None:
+        raise InvalidInput("reward: required for GRPO: an object of test function name -> "
+                           "weight, e.g. {\"exact_match\": 1.0}")
+    if not body.test_functions:
+        raise InvalidInput("test_functions: required for GRPO (the functions evaluating "
+                           "each checkpoint); GET /v1/testing-functions lists them")
+    return create_job(session=session, settings=settings, project=project, user=user,
+                      body=body, technique="GRPO", reward=body.reward)
+
+
+def _check_reward(reward, settings: Settings) -> dict[str, float]:
+    """The reward weights: known test functions, finite numbers, at least one not zero."""
+    if not isinstance(reward, dict) or not reward:
+        raise InvalidInput("reward: must be a non-empty object of test function name -> weight")
+    if len(reward) > MAX_TEST_FUNCTIONS:
+        raise InvalidInput(f"reward: at most {MAX_TEST_FUNCTIONS} functions, got {len(reward)}")
+    from tuneyard.evaluation.functions import list_test_functions
+
+    available = {f.name for f in list_test_functions(settings.home)}
+    weights: dict[str, float] = {}
+    for name, weight in reward.items():
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        if name not in available:
+            raise InvalidInput(f"reward: unknown test function {shown!r}; available: "
+                               f"{', '.join(sorted(available))}")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) \
+                or not math.isfinite(weight) or abs(weight) > 1e6:
+            raise InvalidInput(f"reward: the weight of {shown!r} must be a finite number "
+                               f"(at most 1e6 in size), got {weight!r}")
+        weights[name] = float(weight)
+    if not any(weights.values()):
+        raise InvalidInput("reward: every weight is 0; nothing would be rewarded")
+    return weights
+
+
+def _check_generations(params) -> None:
+    """TRL groups a batch's completions by prompt: the batch must hold whole groups."""
+    batch = params.per_device_train_batch_size * params.gradient_accumulation_steps
+    if batch % params.num_generations:
+        raise InvalidInput(
+            f"parameters: per_device_train_batch_size x gradient_accumulation_steps ({batch}) "
+            f"must be a multiple of num_generations ({params.num_generations})")
+
+
+def list_jobs(*, session: Session, project: Project) -> list[TrainingJob]:
+    return list(session.scalars(
+        select(TrainingJob).where(TrainingJob.project_id == project.id).order_by(TrainingJob.id)
+    ))
 
 
 def get_job(*, session: Session, project: Project, job_id: str) -> TrainingJob:

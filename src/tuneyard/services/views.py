@@ -55,6 +55,7 @@ def job_detail(session: Session, job: TrainingJob,
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "attempts": job.attempts,
+        "training_metrics": job.training_metrics,
     })
 
 

@@ -104,6 +104,16 @@ class TrainingParameters:
     """Stop after this many checkpoints without improvement; 0 turns it off."""
     eval_generate_samples: int = _p(32, ge=0, le=10000)
     """Test examples whose generations are scored (text generation evaluation)."""
+    beta: float = _p(0.1, ge=0, le=100)
+    """DPO and GRPO: how strongly the model is held to the model it started from (DPO's
+    preference temperature; GRPO's KL penalty, 0 loads no reference model)."""
+    num_generations: int = _p(4, ge=2, le=256)
+    """GRPO: completions sampled per prompt, scored against each other. The batch
+    (per_device_train_batch_size x gradient_accumulation_steps) must be a multiple of it."""
+    max_completion_length: int = _p(64, ge=1, le=131072)
+    """GRPO: the most tokens generated per completion."""
+    temperature: float = _p(1.0, gt=0, le=10)
+    """GRPO: sampling temperature of the generated completions."""
 
 
 def _attribute_docstrings(cls: type) -> dict[str, str]:

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Response
 from tuneyard.api.deps import CurrentUser, JobDep, ProjectDep, SessionDep, SettingsDep, StoreDep
 from tuneyard.api.paging import PageDep
 from tuneyard.schemas import (
+    GRPOTrainingJobCreate,
     TrainingJobCheckpoint,
     TrainingJobCreate,
     TrainingJobDetail,
@@ -22,6 +23,16 @@ def create_training_job(body: TrainingJobCreate, project: ProjectDep, session: S
                         settings: SettingsDep, user: CurrentUser) -> TrainingJobSummary:
     job = job_service.create_job(session=session, settings=settings, project=project,
                                  user=user, body=body)
+    return TrainingJobSummary.model_validate(job)
+
+
+@router.post(BASE + "/grpo", status_code=201, response_model=TrainingJobSummary)
+def create_grpo_training_job(body: GRPOTrainingJobCreate, project: ProjectDep,
+                             session: SessionDep, settings: SettingsDep,
+                             user: CurrentUser) -> TrainingJobSummary:
+    """Emissary v2: a GRPO job rewarded by a weighted map of test functions."""
+    job = job_service.create_grpo_job(session=session, settings=settings, project=project,
+                                      user=user, body=body)
     return TrainingJobSummary.model_validate(job)
 
 
