@@ -67,8 +67,14 @@ def list_events(*, session: Session, job_id: str, after: int | None = None,
     return list(session.scalars(query.limit(limit)))
 
 
+STATUS_WORDS = {"Success": "succeeded", "Failed": "failed", "TimedOut": "timed out",
+                "Cancelled": "cancelled", "Paused": "paused after publishing a checkpoint",
+                "Pending": "queued", "Running": "running"}
+
+
 def status_message(status: str, error: str | None = None) -> tuple[str, str]:
-    """(level, message) of a status-change event."""
+    """(level, message) of a status-change event: `job succeeded`, `job failed: why`."""
+    words = STATUS_WORDS.get(str(status), str(status).lower())
     if error:
-        return "error", f"job {status.lower()}: {error}"
-    return "info", f"job {status.lower()}"
+        return "error", f"job {words}: {error}"
+    return "info", f"job {words}"
