@@ -276,3 +276,15 @@ class InferenceEmbeddingRequest(InferenceRequest):
 class InferenceClassificationRequest(InferenceRequest):
     input: str | list[str]
     data_format: str = "logits"
+
+
+class JobEventView(Wire):
+    """extra: one event of a training job (`…/training-jobs/{id}/events`)."""
+
+    id: int
+    created_at: int
+    level: str = Field(description="info | warn | error")
+    kind: str = Field(description="created | claimed | started | metrics | checkpoint | "
+                                  "evaluated | status | error")
+    message: str
+    data: dict | None = None

@@ -21,6 +21,7 @@ class JobStatus(StrEnum):
     FAILED = "Failed"
     TIMED_OUT = "TimedOut"
     CANCELLED = "Cancelled"
+    PAUSED = "Paused"  # extra: stopped after a checkpoint; resume continues from it
 
 
 JOB_FINAL = frozenset({JobStatus.SUCCESS, JobStatus.FAILED, JobStatus.TIMED_OUT,

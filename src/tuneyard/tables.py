@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -121,6 +122,8 @@ class TrainingJob(Base):
     training_loss: Mapped[list] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Pause: the training child publishes a checkpoint at its next step and stops (Paused).
+    pause_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     # Set when early stopping decided training should end: the stop is a Success.
     early_stopped: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -203,3 +206,34 @@ class Deployment(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
+
+
+class JobEvent(Base):
+    """What happened to a training job, in order: created, claimed, started, step
+    metrics, checkpoints published and evaluated, status changes, errors."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    level: Mapped[str] = mapped_column(String(10), default="info")  # info | warn | error
+    kind: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class OpenAIJob(Base):
+    """A training job created through the OpenAI-compatible API: what it was asked
+    for (with "auto") and what that resolved to."""
+
+    __tablename__ = "openai_jobs"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    method: Mapped[str] = mapped_column(String(20), default="supervised")
+    hyperparameters: Mapped[dict] = mapped_column(JSON, default=dict)
+    requested: Mapped[dict] = mapped_column(JSON, default=dict)
+    trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

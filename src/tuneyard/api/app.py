@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from tuneyard import __version__
 from tuneyard.api.errors import install_error_handlers
 from tuneyard.api.guard import RequestGuard
+from tuneyard.api.openai_errors import OpenAIErrorMiddleware
 from tuneyard.api.routes import (
     datasets,
     deployments,
@@ -19,6 +20,7 @@ from tuneyard.api.routes import (
     inference,
     jobs,
     models,
+    openai_ft,
     projects,
     test_functions,
 )
@@ -85,4 +87,6 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
     for module in (health, models, projects, datasets, jobs, deployments, inference,
                    test_functions, files):
         app.include_router(module.router)
+    app.include_router(openai_ft.router)  # /openai/v1: OpenAI's shapes and error bodies
+    app.add_middleware(OpenAIErrorMiddleware)
     return app

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from tuneyard.status import JobStatus
+from tuneyard.status import JOB_FINAL, JobStatus
 
 from ._checkpoints import checkpoint_table
 from ._output import emit, err, fail, note, out, size, status_style, table, when
@@ -181,6 +181,49 @@ def jobs_watch(job: str = typer.Argument(..., help="Job id."), project: str = Pr
 def _finish(job) -> None:
     if job.status != JobStatus.SUCCESS:
         fail(f"job {job.id} ended {job.status}" + (f": {job.error}" if job.error else ""))
+
+
+EVENTS_PAGE = 500
+
+
+def _print_events(api, pid: str, job: str, after: int | None, *, as_json: bool) -> int | None:
+    """Print every event after `after` (page by page); return the last id printed."""
+    while True:
+        page = api.jobs.events(pid, job, after=after, limit=EVENTS_PAGE)
+        for event in page:
+            if as_json:
+                print(json.dumps(event.to_dict()), flush=True)
+            else:
+                style = {"error": "red", "warn": "yellow"}.get(event.level)
+                text = f"[{style}]{event.message}[/{style}]" if style else event.message
+                out.print(f"{when(event.created_at)}  {event.kind:<10} {text}",
+                          highlight=False)
+            after = event.id
+        if len(page) < EVENTS_PAGE:
+            return after
+
+
+@jobs_app.command("logs")
+def jobs_logs(job: str = typer.Argument(..., help="Job id."), project: str = ProjectOption,
+              follow: bool = typer.Option(False, "--follow", "-f",
+                                          help="Keep printing new events until the job "
+                                               "ends (or pauses)."),
+              interval: float = typer.Option(2.0, help="With --follow: seconds between polls."),
+              as_json: bool = JsonOption) -> None:
+    """Print a job's events, oldest first: created, claimed, started, step metrics,
+    checkpoints, evaluations, status changes and errors."""
+    import time
+
+    pid = project_id(project)
+    api = client()
+    after = _print_events(api, pid, job, None, as_json=as_json)
+    while follow:
+        status = api.jobs.get(pid, job).status
+        # Read the status first: the events written as the job ended are printed below.
+        after = _print_events(api, pid, job, after, as_json=as_json)
+        if status in (*JOB_FINAL, JobStatus.PAUSED):
+            return
+        time.sleep(interval)
 
 
 @jobs_app.command("cancel")

@@ -10,7 +10,7 @@ from typing import Any
 from ._resource import Resource, body, seg, target_path
 from .errors import TuneyardAPIError, TuneyardClientError
 from .transfer import DownloadResult, Progress, download, extract_tar
-from .types import Checkpoint, TrainingJob
+from .types import Checkpoint, JobEvent, TrainingJob
 
 
 class Jobs(Resource):
@@ -87,6 +87,21 @@ class Jobs(Resource):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job.status} after {timeout_s:.0f}s")
             time.sleep(poll_s)
+
+    def events(self, project_id: str, job_id: str, *, after: int | None = None,
+               limit: int | None = None) -> list[JobEvent]:
+        """A page of the job's events, oldest first, after event id `after`."""
+        params = {k: v for k, v in (("after", after), ("limit", limit)) if v is not None}
+        rows = self._http.json("GET", self._path(project_id, job_id, "/events"), params=params)
+        return [JobEvent.model_validate(e) for e in rows]
+
+    def pause(self, project_id: str, job_id: str) -> None:
+        """Stop after publishing a checkpoint (status Paused)."""
+        self._http.request("POST", self._path(project_id, job_id, "/pause"))
+
+    def resume(self, project_id: str, job_id: str) -> None:
+        """Continue a paused job from its latest checkpoint."""
+        self._http.request("POST", self._path(project_id, job_id, "/resume"))
 
     def checkpoints(self, project_id: str, job_id: str) -> list[Checkpoint]:
         """The job's checkpoints, oldest first, with their test results so far."""

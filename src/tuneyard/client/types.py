@@ -235,3 +235,14 @@ class Classification(Record):
 
 
 Project.model_rebuild()
+
+
+class JobEvent(Record):
+    """One event of a training job (`…/training-jobs/{id}/events`)."""
+
+    id: int
+    created_at: int = 0
+    level: str = "info"
+    kind: str = ""
+    message: str = ""
+    data: dict[str, Any] | None = None

@@ -20,6 +20,7 @@ from tuneyard.errors import InvalidInput, NotFound
 from tuneyard.ids import new_id
 from tuneyard.policy import DEFAULT_METRIC
 from tuneyard.services.limits import check_job_queue
+from tuneyard.services.events import add_event
 from tuneyard.status import JobStatus
 from tuneyard.storage import ArtifactStore, keys
 from tuneyard.tables import Checkpoint, Dataset, Project, TrainingJob, User
@@ -222,6 +223,11 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
     job.name = job.name or f"training-{job.id[3:11]}"
     session.add(job)
     session.flush()
+    add_event(session, job.id, "created",
+              f"created: {task_type} fine-tuning of {base_name} on {train.id} "
+              f"({train.num_records} records)",
+              data={"base_model": base_name, "train_dataset_id": train.id,
+                    "test_dataset_id": test.id if test else None})
     return job
 
 
@@ -351,11 +357,13 @@ def list_checkpoints(*, session: Session, job: TrainingJob) -> list[Checkpoint]:
 
 def cancel_job(*, session: Session, job: TrainingJob) -> TrainingJob:
     """Pending → Cancelled now; Running → the worker stops the child within seconds."""
-    if job.status == JobStatus.PENDING:
+    if job.status in (JobStatus.PENDING, JobStatus.PAUSED):
         job.status = JobStatus.CANCELLED
         job.finished_at = int(time.time())
+        add_event(session, job.id, "status", "job cancelled")
     elif job.status == JobStatus.RUNNING:
         job.cancel_requested = True
+        add_event(session, job.id, "status", "cancel requested: training stops within seconds")
     session.flush()
     return job
 
@@ -377,3 +385,39 @@ def delete_job(*, session: Session, store: ArtifactStore, job: TrainingJob,
     session.delete(job)
     session.commit()  # the row first: a failed commit leaves the files it still names
     store.delete_prefix(prefix)
+
+
+def pause_job(*, session: Session, job: TrainingJob) -> TrainingJob:
+    """Pending → Paused now; Running → the child publishes a checkpoint at its next
+    step and stops (Paused). Anything else cannot be paused."""
+    if job.status == JobStatus.PENDING:
+        job.status = JobStatus.PAUSED
+        add_event(session, job.id, "status", "job paused (it had not started)")
+    elif job.status == JobStatus.RUNNING:
+        if not job.pause_requested:
+            job.pause_requested = True
+            add_event(session, job.id, "status", "pause requested: training stops after "
+                      "publishing a checkpoint at its next step")
+    elif job.status != JobStatus.PAUSED:
+        raise InvalidInput(f"training job {job.id} is {job.status}: only a pending or "
+                           "running job can be paused")
+    session.flush()
+    return job
+
+
+def resume_job(*, session: Session, job: TrainingJob) -> TrainingJob:
+    """Paused → Pending: a worker claims it and continues from its latest checkpoint,
+    with the same step count and checkpoint numbering."""
+    if job.status == JobStatus.RUNNING and job.pause_requested:
+        job.pause_requested = False  # not paused yet: simply keep running
+        add_event(session, job.id, "status", "pause withdrawn: training continues")
+    elif job.status != JobStatus.PAUSED:
+        raise InvalidInput(f"training job {job.id} is {job.status}: only a paused job "
+                           "can be resumed")
+    else:
+        job.status, job.pause_requested = JobStatus.PENDING, False
+        job.worker_id, job.heartbeat_at = None, None
+        add_event(session, job.id, "status", "job resumed: queued to continue from its "
+                  "latest checkpoint")
+    session.flush()
+    return job

@@ -84,6 +84,9 @@ class TrainingEvents(Protocol):
     def should_stop(self) -> bool:
         """Polled after every optimizer step; True stops training cleanly (cancel)."""
 
+    # Optional: `should_pause() -> bool`, polled after `should_stop`; True publishes a
+    # checkpoint at this step and stops (stop_reason "paused"), to be resumed from it.
+
 
 class NullEvents:
     """Events that go nowhere: for scripts and tests that only want the files."""

@@ -145,7 +145,7 @@ def fit(trainer, publisher, ctx: RunContext, *, initial_eval_loss: float | None)
     finally:
         shutil.rmtree(resume_dir, ignore_errors=True)
         shutil.rmtree(ctx.trainer_dir, ignore_errors=True)
-    stopped = publisher.stop_reason in ("cancelled", "timeout")
+    stopped = publisher.stop_reason in ("cancelled", "timeout", "paused")
     if not stopped and publisher.last_percent < 100:
         ctx.events.progress(100)  # e.g. early stopping: the job is done
     return {

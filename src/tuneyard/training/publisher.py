@@ -178,6 +178,15 @@ class CheckpointPublisher(TrainerCallback):
             control.should_save = False
             control.should_log = True
             return control
+        should_pause = getattr(self.events, "should_pause", None)
+        if should_pause is not None and should_pause():
+            # Pause: checkpoint this step (unless it was just saved) and stop; resuming
+            # continues from that checkpoint with the same step count and numbering.
+            self.stop_reason = "paused"
+            control.should_training_stop = True
+            control.should_save = state.global_step != self.last_saved_step
+            control.should_log = True
+            return control
         if self.params.save_strategy == "steps" and state.global_step % self.params.save_steps == 0:
             control.should_save = True
         if state.global_step >= state.max_steps:

@@ -29,6 +29,7 @@ from tuneyard.checkpoints.writer import build_model_archive, upload_checkpoint
 from tuneyard.config import Settings, get_settings
 from tuneyard.data import DEFAULT_TEST_SPLIT, choose_examples, load_examples, to_task_examples
 from tuneyard.db import make_engine
+from tuneyard.services.events import add_event, emit, status_message
 from tuneyard.status import JobStatus
 from tuneyard.storage import ArtifactStore, keys, open_store
 from tuneyard.tables import Checkpoint, Dataset, TrainingJob, now
@@ -59,6 +60,7 @@ class DbEvents:
         self._progress = job.progress or 0
         self._last_poll = 0.0
         self._stop = False
+        self._pause = False
 
     def progress(self, percent: int) -> None:
         percent = max(self._progress, min(100, int(percent)))
@@ -83,6 +85,10 @@ class DbEvents:
                 half = len(points) // 2
                 points = points[:half:2] + points[half:]
             job.training_loss = points
+            # The metrics event at each logging step (`logging_steps`).
+            add_event(session, self.job.id, "metrics",
+                      f"step {int(step)}: training loss={float(value):.4f}",
+                      data={"step": int(step), "train_loss": float(value)})
             session.commit()
 
     def checkpoint(self, number: int, path: Path, manifest: dict) -> None:
@@ -105,6 +111,12 @@ class DbEvents:
                 archive_key=archive_key, archive_sha256=sha256, archive_size=size,
                 eval_loss=manifest.get("eval_loss"),
             ))
+            add_event(session, self.job.id, "checkpoint",
+                      f"checkpoint {number} published at step {manifest.get('step')}",
+                      data={"checkpoint": number, "step": int(manifest.get("step", 0)),
+                            "epoch": float(manifest.get("epoch", 0.0)),
+                            "eval_loss": manifest.get("eval_loss"),
+                            "train_loss": manifest.get("train_loss")})
             session.commit()
         log.info("checkpoint %s published (step %s)", number, manifest.get("step"))
 
@@ -121,7 +133,12 @@ class DbEvents:
             job = session.get(TrainingJob, self.job.id)
             self._stop = (job is None or job.cancel_requested or job.early_stopped
                           or job.status != JobStatus.RUNNING)
+            self._pause = bool(job is not None and job.pause_requested)
         return self._stop
+
+    def should_pause(self) -> bool:
+        """Pause asked (read by the latest `should_stop` poll)."""
+        return self._pause
 
 
 def prepare_examples(*, session: Session, store: ArtifactStore, job: TrainingJob,
@@ -206,9 +223,13 @@ def resolve_base(*, settings: Settings, session: Session, store: ArtifactStore,
 
 def record(engine, job_id: str, **values) -> None:
     with Session(engine) as session:
-        session.execute(update(TrainingJob).where(TrainingJob.id == job_id,
-                                                  TrainingJob.status == JobStatus.RUNNING)
-                        .values(updated_at=now(), **values))
+        changed = session.execute(update(TrainingJob).where(
+            TrainingJob.id == job_id, TrainingJob.status == JobStatus.RUNNING)
+            .values(updated_at=now(), **values)).rowcount
+        if changed and "status" in values:
+            level, message = status_message(values["status"], values.get("error"))
+            add_event(session, job_id, "status", message, level=level,
+                      data={"status": str(values["status"])})
         session.commit()
 
 
@@ -254,6 +275,13 @@ def main(job_id: str, worker_id: str) -> int:
                        eval_loss_in_loop=False)
         events = DbEvents(engine=engine, store=store, job=job, workdir=workdir,
                           parent_pid=parent)
+        emit(engine, job.id, "started",
+             f"training started on {len(train)} examples ({len(test)} held out for testing)"
+             + (f", resuming from checkpoint {latest.number} at step {latest.step}"
+                if latest else ""),
+             data={"train_examples": len(train), "test_examples": len(test),
+                   "resumed_from": latest.number if latest else None,
+                   "resumed_step": latest.step if latest else None})
         summary = run_job(spec, workdir=workdir / "run", events=events,
                           resume_from=resume_from, next_number=next_number)
         with Session(engine) as session:
@@ -262,6 +290,10 @@ def main(job_id: str, worker_id: str) -> int:
             record(engine, job_id, status=policy.TIMED_OUT, finished_at=now(),
                    error=policy.timeout_reason(parse_parameters(job.hyper_parameters)
                                                .timeout_seconds))
+        elif summary["stop_reason"] == "paused":
+            # Paused after publishing its checkpoint: resume continues from it.
+            record(engine, job_id, status=JobStatus.PAUSED, pause_requested=False,
+                   worker_id=None, heartbeat_at=None)
         elif summary["stopped"] and not early:
             record(engine, job_id, status=JobStatus.CANCELLED, finished_at=now())
         else:  # finished, or stopped early because the metric stopped improving

@@ -13,6 +13,7 @@ import time
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from tuneyard.services.events import add_event
 from tuneyard.status import JobStatus
 from tuneyard.tables import TrainingJob
 
@@ -52,6 +53,9 @@ def claim_job(*, session: Session, worker_id: str, lapse_seconds: float) -> str 
             job = session.get(TrainingJob, job_id)
             if job.started_at is None:
                 job.started_at = int(now)
+            add_event(session, job_id, "claimed",
+                      f"claimed by worker {worker_id} (attempt {job.attempts})",
+                      data={"worker": worker_id, "attempt": job.attempts})
             session.commit()
             return job_id
     session.commit()

@@ -30,6 +30,7 @@ from tuneyard import policy
 from tuneyard.checkpoints.reader import download_checkpoint
 from tuneyard.config import get_settings
 from tuneyard.db import make_engine
+from tuneyard.services.events import add_event
 from tuneyard.services.retention import after_evaluation
 from tuneyard.status import JobStatus, TestStatus
 from tuneyard.storage import ArtifactStore, keys, open_store
@@ -150,10 +151,18 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
                 row.eval_loss = policy.metric_number(result.aggregated.get("loss"))
             row.updated_at = max(now(), row.created_at)
         log.info("evaluated %s of %s: %s", target, job.id, result.aggregated)
+        add_event(session, job_id, "evaluated",
+                  f"{'base model' if baseline else f'checkpoint {target}'} evaluated: "
+                  + ", ".join(f"{k}={v}" for k, v in list(result.aggregated.items())[:8]),
+                  data={"checkpoint": number, "metrics": dict(result.aggregated)})
     except Exception as exc:  # noqa: BLE001 - recorded on the checkpoint
         traceback.print_exc()
         session.rollback()
         record_failure(session=session, job=job, row=row, message=failure_message(exc))
+        add_event(session, job_id, "evaluated", f"evaluation of "
+                  f"{'the base model' if baseline else f'checkpoint {target}'} failed: "
+                  f"{failure_message(exc)}", level="warn",
+                  data={"checkpoint": None if baseline else int(target)})
     finally:
         shutil.rmtree(model_dir, ignore_errors=True)
     session.commit()

@@ -22,6 +22,7 @@ from tuneyard import policy
 from tuneyard.config import Settings
 from tuneyard.db import engine_for
 from tuneyard.processes import ForkedChild, spawn_module, stop_group
+from tuneyard.services.events import add_event, emit, status_message
 from tuneyard.status import JobStatus, TestStatus
 from tuneyard.tables import Checkpoint, TrainingJob
 from tuneyard.training.params import parse_parameters
@@ -62,9 +63,13 @@ class Worker:
                       "updated_at": int(time.time())}
             if error:
                 values["error"] = error
-            session.execute(update(TrainingJob).where(
+            changed = session.execute(update(TrainingJob).where(
                 TrainingJob.id == job_id, TrainingJob.status == JobStatus.RUNNING,
-                TrainingJob.worker_id == self.worker_id).values(**values))
+                TrainingJob.worker_id == self.worker_id).values(**values)).rowcount
+            if changed:
+                level, message = status_message(status, error)
+                add_event(session, job_id, "status", message, level=level,
+                          data={"status": str(status)})
             session.commit()
 
     def _requeue(self, job_id: str) -> None:
@@ -196,6 +201,8 @@ class Worker:
         if attempts < MAX_ATTEMPTS:
             log.warning("job %s: training process %s; resuming from its latest checkpoint",
                         job_id, why)
+            emit(self.engine, job_id, "error", f"the training process {why}; resuming from "
+                 "the latest checkpoint", level="warn", data={"attempt": attempts})
             self._requeue(job_id)
             return False
         self._finish(job_id, JobStatus.FAILED,

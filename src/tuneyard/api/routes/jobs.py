@@ -1,16 +1,18 @@
 """Training jobs and their checkpoints."""
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from tuneyard.api.deps import CurrentUser, JobDep, ProjectDep, SessionDep, SettingsDep, StoreDep
 from tuneyard.api.paging import PageDep
 from tuneyard.schemas import (
     GRPOTrainingJobCreate,
+    JobEventView,
     TrainingJobCheckpoint,
     TrainingJobCreate,
     TrainingJobDetail,
     TrainingJobSummary,
 )
+from tuneyard.services import events as event_service
 from tuneyard.services import jobs as job_service
 from tuneyard.services.views import checkpoint_view, job_detail
 
@@ -68,3 +70,28 @@ def list_checkpoints(job: JobDep, session: SessionDep,
                      settings: SettingsDep) -> list[TrainingJobCheckpoint]:
     return [checkpoint_view(settings, job, row)
             for row in job_service.list_checkpoints(session=session, job=job)]
+
+
+@router.get(BASE + "/{training_job_id}/events", response_model=list[JobEventView])
+def list_job_events(job: JobDep, session: SessionDep,
+                    limit: int = Query(event_service.DEFAULT_PAGE, ge=1,
+                                       le=event_service.MAX_PAGE),
+                    after: int | None = Query(None, ge=0, le=2**63 - 1)
+                    ) -> list[JobEventView]:
+    """extra: the job's events, oldest first; `after` is the last event id already seen."""
+    return [JobEventView.model_validate(e) for e in event_service.list_events(
+        session=session, job_id=job.id, after=after, limit=limit)]
+
+
+@router.post(BASE + "/{training_job_id}/pause", status_code=204, response_class=Response)
+def pause_training_job(job: JobDep, session: SessionDep) -> Response:
+    """extra: stop after publishing a checkpoint; resume continues from it."""
+    job_service.pause_job(session=session, job=job)
+    return Response(status_code=204)
+
+
+@router.post(BASE + "/{training_job_id}/resume", status_code=204, response_class=Response)
+def resume_training_job(job: JobDep, session: SessionDep) -> Response:
+    """extra: continue a paused job from its latest checkpoint."""
+    job_service.resume_job(session=session, job=job)
+    return Response(status_code=204)
