@@ -83,4 +83,17 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
     for module in (health, models, projects, datasets, jobs, deployments, inference,
                    test_functions, files):
         app.include_router(module.router)
+    mount_dashboard(app)
     return app
+
+
+def mount_dashboard(app: FastAPI) -> None:
+    """The web dashboard at `/` (tuneyard.web), its assets at `/static`."""
+    from fastapi.staticfiles import StaticFiles
+
+    from tuneyard.web import actions, pages
+    from tuneyard.web.common import STATIC
+
+    app.include_router(pages.router)
+    app.include_router(actions.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
