@@ -19,10 +19,16 @@ TEST_ENV := HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARA
 # The real Emissary SDK pins old pydantic/httpx, so it lives in its own
 # virtualenv that tuneyard never imports; end-to-end tests run it as a child.
 EMISSARY_VENV ?= .venv-emissary
+# The dashboard's third-party front-end code (htmx, uPlot): pinned in
+# package-lock.json, installed by npm, copied here (git-ignored) and served
+# by tuneyard itself, so the dashboard works offline.
+WEB_VENDOR := src/tuneyard/web/static/vendor
+WEB_ASSETS := node_modules/htmx.org/dist/htmx.min.js node_modules/uplot/dist/uPlot.iife.min.js \
+	node_modules/uplot/dist/uPlot.min.css
 
 .PHONY: setup test test-fast serve demo lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(WEB_VENDOR)/.stamp
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,7 +66,13 @@ lint: setup
 	$(BIN)/ruff check src tests bench docs
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache node_modules $(WEB_VENDOR)
+
+$(WEB_VENDOR)/.stamp: package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	mkdir -p $(WEB_VENDOR)
+	cp $(WEB_ASSETS) $(WEB_VENDOR)/
+	touch $@
 
 # The real Emissary SDK (see EMISSARY_VENV above).
 $(EMISSARY_VENV)/.stamp:

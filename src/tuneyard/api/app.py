@@ -89,4 +89,17 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
         app.include_router(module.router)
     app.include_router(openai_ft.router)  # /openai/v1: OpenAI's shapes and error bodies
     app.add_middleware(OpenAIErrorMiddleware)
+    mount_dashboard(app)
     return app
+
+
+def mount_dashboard(app: FastAPI) -> None:
+    """The web dashboard at `/` (tuneyard.web), its assets at `/static`."""
+    from fastapi.staticfiles import StaticFiles
+
+    from tuneyard.web import actions, pages
+    from tuneyard.web.common import STATIC
+
+    app.include_router(pages.router)
+    app.include_router(actions.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")

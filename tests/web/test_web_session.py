@@ -1,0 +1,88 @@
+"""The dashboard's sign-in, CSRF and scoping, in process (the browser tests cover the rest)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import ADMIN_KEY
+from tuneyard.web import session as cookies
+
+
+@pytest.fixture
+def web(client):
+    """The admin's in-process client, without the API key header: a browser's view."""
+    client.headers.pop("X-API-Key", None)
+    return client
+
+
+def sign_in(web, key: str = ADMIN_KEY):
+    return web.post("/login", data={"api_key": key, "next": "/"}, follow_redirects=False)
+
+
+def csrf_of(web) -> str:
+    page = web.get("/")
+    return re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+
+
+def test_pages_need_a_session(web):
+    res = web.get("/", follow_redirects=False)
+    assert res.status_code == 303 and res.headers["location"] == "/login?next=/"
+    assert "Sign in" in web.get("/login").text
+
+
+def test_sign_in_sets_a_strict_httponly_cookie(web):
+    res = sign_in(web)
+    assert res.status_code == 303
+    cookie = res.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert ADMIN_KEY not in cookie  # the key's id, never the key
+    assert "Projects" in web.get("/").text
+
+
+def test_a_wrong_key_is_refused(web):
+    res = sign_in(web, "ty_not-a-key")
+    assert res.status_code == 401 and "not valid" in res.text
+    assert web.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_tampered_cookie_is_no_session(web, settings):
+    sign_in(web)
+    value = web.cookies.get(cookies.COOKIE)
+    body, _, mac = value.rpartition(".")
+    web.cookies.clear()
+    web.cookies.set(cookies.COOKIE, body + "x." + mac)
+    assert web.get("/", follow_redirects=False).status_code == 303
+    expired = cookies.dump(cookies.WebSession("key_x", "c", 1), secret=settings.signing_secret())
+    assert cookies.load(expired, secret=settings.signing_secret()) is None
+
+
+def test_state_changes_need_the_csrf_token(web):
+    sign_in(web)
+    assert web.post("/projects", data={"name": "x"}).status_code == 403
+    token = csrf_of(web)
+    foreign = web.post("/projects", data={"name": "x", "csrf": token},
+                       headers={"Origin": "https://evil.example"})
+    assert foreign.status_code == 403
+    res = web.post("/projects", data={"name": "mine", "csrf": token}, follow_redirects=False)
+    assert res.status_code == 303 and res.headers["location"].startswith("/projects/ms-")
+
+
+def test_another_users_project_is_404_and_sign_out_ends_the_session(web, app):
+    from sqlalchemy.orm import Session
+
+    from tuneyard.services.keys import create_key
+    from tuneyard.services.projects import create_project
+
+    with Session(app.state.engine) as db:
+        other_key, row = create_key(session=db, name="other")
+        theirs = create_project(session=db, owner=row.user, name="theirs").id
+        db.commit()
+    sign_in(web)
+    res = web.get(f"/projects/{theirs}")
+    assert res.status_code == 404 and "Not found" in res.text
+    web.post("/logout", data={"csrf": csrf_of(web)})
+    assert web.get(f"/projects/{theirs}", follow_redirects=False).status_code == 303
+    sign_in(web, other_key)
+    assert "theirs" in web.get(f"/projects/{theirs}").text
