@@ -17,7 +17,7 @@ from tests.conftest import ADMIN_KEY, fresh_database_url, make_settings, serving
 
 pytestmark = pytest.mark.postgres
 
-EXAMPLES = 4
+EXAMPLES = 3
 
 
 def _schema():
