@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
+from tests.conftest import fresh_database_url, make_settings, serving
 
 pytestmark = pytest.mark.postgres
 
@@ -148,6 +151,68 @@ CASES = [
          json={"base_model": "tuneyard-tiny-lm", "train_dataset_id": "ds-\x00"}),
     Case("model-name-huge", "GET", "/v1/models/" + "m" * 5000, 404),
     Case("testing-function-nul", "GET", "/v1/testing-functions/f%00", 404),
+    # Keys: checked before anything else, bodies included.
+    Case("models-empty-key", "GET", "/v1/models", 401, headers={"x-api-key": ""}),
+    Case("testing-functions-basic-auth", "GET", "/v1/testing-functions", 401,
+         headers={"x-api-key": "", "authorization": "Basic dXNlcjpwYXNz"}),
+    Case("no-key-malformed-json", "POST", "/v1/projects", 401, content=b"{nope",
+         headers={"x-api-key": "", "content-type": "application/json"}),
+    Case("bad-key-job-body", "POST", JOBS, 401, says="invalid API key",
+         json={"base_model": "tuneyard-tiny-lm", "train_dataset_id": "{ds}"},
+         headers={"x-api-key": "ty-not-a-key"}),
+    # Bodies over their limit.
+    Case("job-body-over-1-MiB", "POST", JOBS, 413, says="TUNEYARD_MAX_JSON_BYTES",
+         content=_job_raw('"description": "' + "d" * (1024**2 + 10) + '"'),
+         headers=_json_headers()),
+    Case("method-not-allowed", "PUT", "/v1/projects", 405),
+    Case("healthz-post", "POST", "/healthz", 405),
+    # Paging parameters.
+    Case("projects-limit-0", "GET", "/v1/projects?limit=0", 400, says="limit"),
+    Case("projects-limit-30-digits", "GET", "/v1/projects?limit=" + "9" * 30, 400,
+         says="limit"),
+    Case("datasets-limit-negative", "GET", DATASETS + "?limit=-1", 400, says="limit"),
+    Case("jobs-after-too-long", "GET", JOBS + "?after=" + "é" * 100, 400, says="after"),
+    Case("deployments-limit-fraction", "GET", DEPLOY + "?limit=1.5", 400, says="limit"),
+    # Unknown ids on every route that names one.
+    Case("project-get-unknown", "GET", "/v1/projects/ms-doesnotexist", 404),
+    Case("project-delete-unknown", "DELETE", "/v1/projects/ms-doesnotexist", 404),
+    Case("dataset-get-unknown", "GET", DATASETS + "/ds-doesnotexist", 404),
+    Case("job-get-unknown", "GET", JOBS + "/tr-doesnotexist", 404),
+    Case("job-cancel-unknown", "POST", JOBS + "/tr-doesnotexist/cancel", 404),
+    Case("job-delete-unknown", "DELETE", JOBS + "/tr-doesnotexist", 404),
+    Case("deployment-reactivate-unknown", "POST", DEPLOY + "/dp-doesnotexist/reactivate", 404),
+    Case("deployment-delete-unknown", "DELETE", DEPLOY + "/dp-doesnotexist", 404),
+    Case("deployment-completions-unknown", "POST", DEPLOY + "/dp-doesnotexist/completions",
+         404, json={"prompt": "hi"}),
+    Case("deployment-cancel-unknown", "POST", DEPLOY + "/dp-doesnotexist/cancel", 404),
+    # Per-deployment inference bodies of the wrong shape (refused before any load).
+    Case("completions-prompt-number", "POST", DEPLOY + "/{dp}/completions", 400,
+         json={"prompt": 5}),
+    Case("completions-max-tokens-huge", "POST", DEPLOY + "/{dp}/completions", 400,
+         json={"prompt": "hi", "max_tokens": 10**20}),
+    Case("chat-messages-string", "POST", DEPLOY + "/{dp}/chat/completions", 400,
+         json={"messages": "hello"}),
+    Case("classification-empty", "POST", DEPLOY + "/{dp}/classification", 400, json={}),
+    Case("embeddings-list-sentence", "POST", DEPLOY + "/{dp}/embeddings", 400,
+         json={"source_sentence": ["a"], "target_sentence": "b"}),
+    # OpenAI-style inference.
+    Case("openai-chat-no-model", "POST", "/v1/chat/completions", 400,
+         json={"messages": [{"role": "user", "content": "hi"}]}),
+    Case("openai-completions-unknown-model", "POST", "/v1/completions", 404,
+         json={"model": "no-such-model", "prompt": "hi"}),
+    Case("openai-embeddings-bad-format", "POST", "/v1/embeddings", 400,
+         says="encoding_format", json={"model": "{dp}", "input": "a",
+                                       "encoding_format": "hex"}),
+    Case("openai-classification-bad-format", "POST", "/v1/classification", 400,
+         says="data_format", json={"model": "{dp}", "input": "a", "data_format": "raw"}),
+    # Uploads and downloads.
+    Case("dataset-suffix-exe", "POST", DATASETS, 400, says="unsupported file type",
+         files={"file": ("t.exe", GOOD, "application/octet-stream")}),
+    Case("dataset-multipart-no-boundary", "POST", DATASETS, 400, content=b"x",
+         headers={"content-type": "multipart/form-data"}),
+    Case("token-tampered", "GET", "/v1/files/{token}x", 403),
+    Case("range-past-the-end", "GET", "/v1/files/{token}", 416,
+         headers={"range": "bytes=10000000-"}),
 ]
 
 
@@ -167,14 +232,15 @@ def snapshot(client, app) -> dict:
 def fill(content: bytes | None, world: dict) -> bytes | None:
     if content is None:
         return None
-    return content.replace(b"{ds}", world["ds"].encode()).replace(b"{job}",
-                                                                   world["job"].encode())
+    for name in ("ds", "job", "dp"):
+        content = content.replace(b"{%s}" % name.encode(), world[name].encode())
+    return content
 
 
-@pytest.fixture
-def world(client, project):
-    """A project holding one dataset and one (pending) job, and a signed download
-    token for the dataset."""
+def make_world(client) -> dict:
+    """A project holding one dataset, one (pending) job and one serverless deployment,
+    and a signed download token for the dataset."""
+    project = client.post("/v1/projects", json={"name": "p1"}).json()
     resp = client.post(f"/v1/projects/{project['id']}/datasets",
                        files={"file": ("train.jsonl", GOOD, "application/octet-stream")},
                        data={"name": "train"})
@@ -184,15 +250,48 @@ def world(client, project):
     resp = client.post(f"/v1/projects/{project['id']}/training-jobs",
                        json={"base_model": "tuneyard-tiny-lm", "train_dataset_id": ds})
     assert resp.status_code == 201, resp.text
-    return {"p": project["id"], "ds": ds, "job": resp.json()["id"],
+    job = resp.json()["id"]
+    # Nothing loads until a valid request; settled as Deployed so that the listings
+    # stay still while the cases run.
+    resp = client.post(f"/v1/projects/{project['id']}/deployments",
+                       json={"training_job_id": "tuneyard-tiny-lm", "checkpoint": 0,
+                             "server_type": "serverless"})
+    assert resp.status_code == 201, resp.text
+    dp = resp.json()["id"]
+    deadline = time.monotonic() + 20
+    while client.get(f"/v1/projects/{project['id']}/deployments/{dp}").json()["status"] \
+            != "Deployed":
+        assert time.monotonic() < deadline, "the deployment did not settle"
+        time.sleep(0.05)
+    return {"p": project["id"], "ds": ds, "job": job, "dp": dp,
             "token": url.rsplit("/", 1)[1]}
 
 
+@pytest.fixture
+def world(client):
+    return make_world(client)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """(app, client, world) for the table: one app for every case, since no case may
+    change anything (which each case checks)."""
+    folder = tmp_path_factory.mktemp("bad-input")
+    with serving(make_settings(folder, fresh_database_url(folder))) as (app, client):
+        yield app, client, make_world(client)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input_is_a_4xx_and_changes_nothing(case: Case, client, app, world):
+def test_bad_input_is_a_4xx_and_changes_nothing(case: Case, shared):
+    app, client, world = shared
     path = case.path.format(**world)
     content = fill(case.content, world)
-    body = json.loads(json.dumps(case.json).replace("{job}", world["job"])) if case.json else None
+    body = None
+    if case.json is not None:
+        text = json.dumps(case.json)
+        for name in ("ds", "job", "dp"):
+            text = text.replace("{" + name + "}", world[name])
+        body = json.loads(text)
     before = snapshot(client, app)
     resp = client.request(case.method, path, json=body, content=content,
                           headers=case.headers or None, files=case.files, data=case.data)
@@ -217,7 +316,8 @@ def test_bad_input_is_a_4xx_and_changes_nothing(case: Case, client, app, world):
     (f"bytes=-{DIGITS}", 206),
     (f"bytes={DIGITS}-{DIGITS}", 416),
 ])
-def test_range_with_huge_numbers(client, world, header, status):
+def test_range_with_huge_numbers(shared, header, status):
+    _app, client, world = shared
     resp = client.get(f"/v1/files/{world['token']}", headers={"range": header})
     assert resp.status_code == status
     if status == 206:
