@@ -110,3 +110,63 @@ def test_stop_group_ends_a_forked_child(tmp_path):
     assert stop_group(child, grace=5)
     assert child.returncode == -15  # SIGTERM
     assert not group_alive(child.pid)
+
+
+def test_a_recorded_group_is_stopped_only_if_its_start_time_matches(tmp_path):
+    from tuneyard.processes import process_identity, stop_recorded_group
+
+    proc = spawn([sys.executable, "-c", "import time; time.sleep(600)"])
+    identity = process_identity(proc.pid)
+    assert identity and identity.isdigit()
+    try:
+        # Another start time: a recycled pid, someone else's process now.
+        assert not stop_recorded_group(proc.pid, str(int(identity) + 1))
+        assert not stop_recorded_group(proc.pid, None)
+        assert proc.poll() is None
+        assert stop_recorded_group(proc.pid, identity)
+        assert not group_alive(proc.pid)
+    finally:
+        stop_group(proc, grace=0.1)
+    assert process_identity(proc.pid) is None
+    assert not stop_recorded_group(proc.pid, identity)  # gone: nothing to do
+
+
+# A process that forks a sleeping child from its forkserver (nothing preloaded,
+# to stay quick), prints the child's pid, and waits to be killed.
+OWNER = """
+import sys, time
+import tuneyard.processes as processes
+processes.PRELOAD = ()
+child = processes.spawn_module("tests.forked_child", [sys.argv[1], "sleep"],
+                               log_path=sys.argv[1] + ".log", env=dict(__import__("os").environ))
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_forked_child_dies_with_its_owner_killed_by_sigkill(tmp_path):
+    import signal
+    import subprocess
+
+    out = tmp_path / "child"
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, str(out)], stdout=subprocess.PIPE,
+                             text=True, cwd=Path(__file__).parents[1])
+    try:
+        child = int(owner.stdout.readline())
+        deadline = time.monotonic() + 30
+        while not out.exists():
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.05)
+        assert _alive(child)
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        deadline = time.monotonic() + 10
+        while _alive(child):
+            assert time.monotonic() < deadline, "the orphaned child is still running"
+            time.sleep(0.05)
+    finally:
+        owner.kill()
+        owner.wait()
+        owner.stdout.close()
+        if _alive(child):
+            os.kill(child, 9)

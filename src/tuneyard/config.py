@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     """How often a running job's worker heartbeats; a job whose heartbeat is
     older than three times this is considered orphaned and claimed again."""
 
+    evaluation_timeout_seconds: float = 3600.0
+    """Wall-clock limit of one evaluation (the baseline or one checkpoint): past it
+    the evaluation process is stopped and that evaluation recorded as failed."""
+
+    job_max_attempts: int = 3
+    """How many times a job is started before it fails: a crash of its training
+    process and a worker lost mid-job (heartbeat lapsed) each count."""
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'tuneyard.db'}"

@@ -17,7 +17,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["ForkedChild", "group_alive", "signal_group", "spawn", "spawn_module", "stop_group"]
+__all__ = ["ForkedChild", "die_with_parent", "group_alive", "process_identity", "signal_group",
+           "spawn", "spawn_module", "stop_group", "stop_recorded_group"]
 
 
 def spawn(
@@ -143,6 +144,58 @@ def stop_group(
     return gone()
 
 
+# -- pids that outlive us: recorded, then checked before any signal ------------
+def process_identity(pid: int) -> str | None:
+    """What tells this process apart from a later one given the same pid: its
+    start time (clock ticks since boot, /proc/<pid>/stat field 22). None when
+    there is no such process (or no /proc to ask)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def stop_recorded_group(pid: int, identity: str | None, *, grace: float = 2.0) -> bool:
+    """Stop the process group of a process known only from a record (a DB row
+    written by an earlier run of this server), never a stranger's.
+
+    A live process with that pid but another start time is a recycled pid:
+    left alone. With the leader gone but members of its group left (Linux never
+    hands out a pid that is still some group's id), the group is still ours.
+    Returns True when something of ours was stopped."""
+    current = process_identity(pid)
+    if current is not None:
+        if identity is None or current != identity:
+            return False  # someone else's process now, or not provably ours
+    elif not group_alive(pid):
+        return False
+    return stop_group(pid, grace=grace)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies, and exit
+    at once if that already happened: a child is never left running, orphaned,
+    after the process that supervised it crashed (even under kill -9).
+
+    Called first thing in a forked child, whose parent is the forkserver; that
+    exits as soon as the server or worker that owns it dies, so the signal
+    follows a crash of the owner. A no-op where prctl is not available."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if parent == 1 or os.getppid() != parent:
+        os._exit(1)  # orphaned before the request took effect
+
+
 # -- Python children forked from a preloaded server --------------------------
 # A job's training and evaluation processes import torch and transformers,
 # which costs about ten seconds of CPU per process on a small machine: more
@@ -194,6 +247,27 @@ FD_PLACEHOLDER = "{fd}"
 """In `spawn_module`'s argv: replaced by the child's descriptor of the passed socket."""
 
 
+def _leave_forkserver() -> None:
+    """Drop this child's hold on the forkserver, so that it exits as soon as
+    its owner (the server or worker) dies, and our PR_SET_PDEATHSIG fires.
+
+    multiprocessing hands every forkserver child the write end of the pipe
+    whose EOF tells the forkserver its owner is gone (so that children could
+    fork siblings); while any child held it, an owner killed with SIGKILL
+    would leave the forkserver, and every child, running for good."""
+    try:
+        from multiprocessing import forkserver
+
+        server = forkserver._forkserver
+        if server._forkserver_alive_fd is not None:
+            os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
+        server._forkserver_address = None
+        server._forkserver_pid = None
+    except (AttributeError, OSError):
+        pass
+
+
 def _run_module(module: str, argv: list[str], env: dict[str, str], log_path: str,
                 sock=None) -> None:
     """In the forked child: become a session leader, send output to the log,
@@ -202,6 +276,8 @@ def _run_module(module: str, argv: list[str], env: dict[str, str], log_path: str
     import sys
 
     os.setsid()
+    _leave_forkserver()
+    die_with_parent()
     if sock is not None:
         fd = sock.detach()
         argv = [str(fd) if arg == FD_PLACEHOLDER else arg for arg in argv]

@@ -136,6 +136,10 @@ class TrainingJob(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
     started_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Who evaluates the job's checkpoints once training is over (a claim with a
+    # heartbeat, as for training): leftovers of a crash are picked up again.
+    eval_worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    eval_heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     # SFT, DPO or GRPO (migration 0002_h5); GRPO's reward: test function -> weight.
     training_technique: Mapped[str] = mapped_column(String(10), default="SFT",
@@ -201,6 +205,9 @@ class Deployment(Base):
     # Where its model server listens while loaded (None when unloaded).
     server_url: Mapped[str | None] = mapped_column(String(200), nullable=True)
     server_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The server process's start time (tuneyard.processes.process_identity),
+    # recorded with its pid at spawn: a recycled pid is never killed.
+    server_identity: Mapped[str | None] = mapped_column(String(100), nullable=True)
     loaded: Mapped[bool] = mapped_column(Boolean, default=False)
     last_request_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_by: Mapped[str] = mapped_column(String(64))

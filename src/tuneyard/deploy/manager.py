@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from tuneyard.config import Settings
 from tuneyard.deploy.prepare import PrepareError, prepare_model, remove_local
 from tuneyard.errors import InvalidInput
-from tuneyard.processes import signal_group
+from tuneyard.processes import process_identity, stop_recorded_group
 from tuneyard.serving.client import AsyncModelServerClient
 from tuneyard.serving.errors import ModelServerError
 from tuneyard.serving.process import (
@@ -73,16 +72,23 @@ class DeploymentManager:
         self._loader.shutdown(wait=False, cancel_futures=True)
 
     def _recover(self) -> None:
-        """Model servers of a previous run of this server are orphans: stop them;
-        their deployments load again (on-demand now, serverless on request)."""
+        """Model servers of a previous run of this server are orphans: stop them
+        (by their recorded pid, only if its start time still matches: a
+        recycled pid is never killed); their deployments load again (on-demand
+        now, serverless on request), a load a crash interrupted included."""
         with Session(self.engine) as session:
-            for row in session.scalars(select(Deployment).where(Deployment.loaded.is_(True))):
+            for row in session.scalars(select(Deployment).where(or_(
+                    Deployment.loaded.is_(True), Deployment.server_pid.is_not(None),
+                    Deployment.status == DeploymentStatus.DEPLOYING))):
                 if row.server_pid:
-                    signal_group(row.server_pid, signal.SIGKILL)
-                row.loaded, row.server_url, row.server_pid = False, None, None
-                if row.status in (DeploymentStatus.DEPLOYING, DeploymentStatus.DEPLOYED) and \
-                        row.server_type == "on-demand":
-                    row.status = DeploymentStatus.PENDING
+                    if stop_recorded_group(row.server_pid, row.server_identity, grace=1):
+                        log.info("deployment %s: stopped the model server (pid %s) a "
+                                 "previous run left", row.id, row.server_pid)
+                row.loaded, row.server_url = False, None
+                row.server_pid, row.server_identity = None, None
+                if row.status in (DeploymentStatus.DEPLOYING, DeploymentStatus.DEPLOYED):
+                    row.status = (DeploymentStatus.PENDING if row.server_type == "on-demand"
+                                  else DeploymentStatus.DEPLOYED)
             session.commit()
 
     def _lock(self, dp_id: str) -> asyncio.Lock:
@@ -108,8 +114,12 @@ class DeploymentManager:
             model_dir=model_dir, task_type=task, base_model_path=base_path,
             log_path=self.settings.home / "logs" / f"{dp_id}.log")
         try:
+            # Recorded at once: a crash from here on leaves a pid the next
+            # start can find (and check) to stop.
+            self._update(dp_id, server_pid=handle.pid,
+                         server_identity=process_identity(handle.pid))
             health = wait_ready(handle, timeout=600)
-        except ModelServerError:
+        except BaseException:
             stop_model_server(handle, grace=1)
             raise
         return Running(handle=handle, client=AsyncModelServerClient(handle.url),
@@ -124,11 +134,14 @@ class DeploymentManager:
             try:
                 running = await asyncio.get_running_loop().run_in_executor(
                     self._loader, self._prepare_and_start, dp_id)
-            except (PrepareError, ModelServerError, OSError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure ends in Failed, with why
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                if not isinstance(exc, (PrepareError, ModelServerError, OSError)):
+                    message = f"{type(exc).__name__}: {message}"
                 log.warning("deployment %s failed to load: %s", dp_id, exc)
                 await run_in_threadpool(self._update, dp_id, status=DeploymentStatus.FAILED,
-                                        error=message, loaded=False)
+                                        error=message, loaded=False, server_pid=None,
+                                        server_identity=None)
                 raise InvalidInput(f"deployment {dp_id} failed to load: {message}") from None
             with Session(self.engine) as session:
                 row = session.get(Deployment, dp_id)
@@ -153,7 +166,7 @@ class DeploymentManager:
             await running.client.aclose()
             await run_in_threadpool(stop_model_server, running.handle, grace=3)
         await run_in_threadpool(self._update, dp_id, loaded=False, server_url=None,
-                                server_pid=None)
+                                server_pid=None, server_identity=None)
 
     async def client_for(self, deployment: Deployment) -> Running:
         """The running model server for a request, loading it if needed."""

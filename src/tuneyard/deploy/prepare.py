@@ -20,8 +20,10 @@ from tuneyard.checkpoints import CheckpointError
 from tuneyard.checkpoints.reader import (
     download_checkpoint,
     find_manifest,
+    is_state,
     manifest_labels,
     read_manifest,
+    sha256_file,
 )
 from tuneyard.config import Settings
 from tuneyard.storage import ArtifactStore
@@ -73,10 +75,30 @@ def prepare_model(*, settings: Settings, store: ArtifactStore, session: Session,
         if not find_manifest(target):
             download_checkpoint(store=store, prefix=row.storage_prefix, target=target,
                                 model_only=True)
+            verify_model_files(target)
         labels = manifest_labels(read_manifest(target))
     except CheckpointError as exc:
         raise PrepareError(str(exc)) from exc
     return str(target), base_path, labels
+
+
+def verify_model_files(directory: Path) -> None:
+    """Check a downloaded checkpoint's model files against its manifest (size
+    and sha256): a corrupt or truncated copy is removed and refused, never served.
+    The resume state, left out of the download, is not checked."""
+    manifest = read_manifest(directory)
+    problems = []
+    for rel, meta in sorted(manifest.get("files", {}).items()):
+        if is_state(rel):
+            continue
+        path = directory / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+        elif path.stat().st_size != meta["size"] or sha256_file(path) != meta["sha256"]:
+            problems.append(f"{rel}: does not match the sha256 in its manifest")
+    if problems:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise CheckpointError(f"the downloaded checkpoint is corrupt: {'; '.join(problems)}")
 
 
 def remove_local(settings: Settings, deployment_id: str) -> None:

@@ -45,11 +45,30 @@ def after_evaluation(*, session: Session, store: ArtifactStore, job_id: str) -> 
         Deployment.training_job_id == job_id, Deployment.status.in_(DEPLOYMENT_LIVE))))
     keep = policy.checkpoints_to_keep(numbers=[r.number for r in rows], ranked=order,
                                       keep=params.keep_checkpoints, busy=busy)
-    for r in rows:
-        if r.number in keep or r.pruned:
-            continue
-        store.delete_prefix(r.storage_prefix)
-        if r.archive_key:
-            store.delete(r.archive_key)
+    doomed = [r for r in rows if r.number not in keep and not r.pruned]
+    for r in doomed:
         r.pruned = True
+    # Pruned first, in this transaction: the flag is the schedule of the files'
+    # deletion. Once it is committed nobody lists, deploys or evaluates them,
+    # and a crash before the deletion below only leaves files that
+    # `delete_pruned_files` removes later; never a row whose files are gone.
     session.commit()
+    for r in doomed:
+        delete_checkpoint_files(store, r)
+
+
+def delete_checkpoint_files(store: ArtifactStore, row: Checkpoint) -> None:
+    store.delete_prefix(row.storage_prefix)
+    if row.archive_key:
+        store.delete(row.archive_key)
+
+
+def delete_pruned_files(*, session: Session, store: ArtifactStore) -> int:
+    """Delete the files of pruned checkpoints that a crash left behind (after
+    the row was marked, before its files were gone); returns how many had any."""
+    count = 0
+    for row in session.scalars(select(Checkpoint).where(Checkpoint.pruned.is_(True))):
+        if store.list(row.storage_prefix) or (row.archive_key and store.exists(row.archive_key)):
+            delete_checkpoint_files(store, row)
+            count += 1
+    return count

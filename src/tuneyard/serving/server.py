@@ -196,7 +196,30 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _exit_with_parent(interval: float = 1.0) -> None:
+    """A watchdog thread: exit once the process that started us is gone.
+
+    Forked by tuneyard.processes, the server already asked the kernel for
+    SIGKILL when its parent dies (PR_SET_PDEATHSIG); this covers a server
+    started any other way, and systems without prctl. A model server without
+    its API server is unreachable garbage holding memory (a GPU's too)."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            if os.getppid() != parent:
+                print("tuneyard model server: parent process gone; exiting",
+                      file=sys.stderr, flush=True)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> int:
+    _exit_with_parent()
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -16,31 +16,39 @@ import time
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from tuneyard import policy
 from tuneyard.config import Settings
-from tuneyard.db import engine_for
+from tuneyard.db import engine_for, make_engine
 from tuneyard.processes import ForkedChild, spawn_module, stop_group
 from tuneyard.services.events import add_event, emit, status_message
-from tuneyard.status import JobStatus, TestStatus
-from tuneyard.tables import Checkpoint, TrainingJob
+from tuneyard.status import JobStatus
+from tuneyard.tables import TrainingJob
 from tuneyard.training.params import parse_parameters
-from tuneyard.worker.claim import claim_job, heartbeat
+from tuneyard.worker.claim import (
+    claim_evaluation,
+    claim_job,
+    heartbeat,
+    release_evaluation,
+    take_evaluation,
+)
+from tuneyard.worker.evaluations import EvaluationSupervisor
 
 log = logging.getLogger("tuneyard.worker")
 
 # The child's exit code when it has already recorded the job's final status.
 EXIT_RECORDED = 3
-MAX_ATTEMPTS = 3
 GRACE_SECONDS = 2.0  # a cancelled child may finish its step before being killed
-MAX_EVALUATION_STARTS = 3  # an evaluation process that keeps dying is not restarted forever
 
 
 class Worker:
     def __init__(self, settings: Settings, *, name: str | None = None):
         self.settings = settings
-        self.engine = engine_for(settings.resolved_database_url)
+        # Its own engine (and pool): the API's requests never wait on the
+        # worker's connections, nor the worker's heartbeats on theirs.
+        self.engine = make_engine(settings.resolved_database_url)
         self.worker_id = name or f"{socket.gethostname()}:{os.getpid()}:{id(self) % 10000}"
         self.lapse = settings.heartbeat_seconds * 3
         self.current: ForkedChild | None = None  # the running child, if any
@@ -90,65 +98,42 @@ class Worker:
         return spawn_module("tuneyard.worker.evaluate", [job_id],
                             log_path=self.settings.home / "logs" / f"{job_id}.eval.log", env=env)
 
-    def _evaluation_pending(self, job_id: str) -> bool:
-        with Session(self.engine) as session:
-            job = session.get(TrainingJob, job_id)
-            if job is None:
-                return False
-            if job.baseline_test_results is None:
-                return True
-            return session.scalar(
-                select(Checkpoint.number).where(Checkpoint.job_id == job_id,
-                                                Checkpoint.test_status == TestStatus.PENDING,
-                                                Checkpoint.pruned.is_(False)).limit(1)
-            ) is not None
+    def _evaluations(self, job_id: str) -> EvaluationSupervisor:
+        return EvaluationSupervisor(
+            engine=self.engine, job_id=job_id, worker_id=self.worker_id,
+            timeout_seconds=self.settings.evaluation_timeout_seconds,
+            heartbeat_seconds=self.settings.heartbeat_seconds, spawn=self._spawn_evaluation)
 
-    def _evaluation_died(self, job_id: str, code: int) -> None:
-        """An evaluation process that crashed (OOM-killed, say) fails what it held."""
-        why = f"killed by signal {-code}" if code < 0 else f"exited with code {code}"
-        if code == -signal.SIGKILL:
-            why += " (out of memory?)"
-        with Session(self.engine) as session:
-            session.execute(update(Checkpoint).where(
-                Checkpoint.job_id == job_id, Checkpoint.test_status == TestStatus.RUNNING)
-                .values(test_status=TestStatus.FAILED, test_error=f"the evaluation process {why}",
-                        updated_at=int(time.time())))
-            session.commit()
+    def _release_evaluation(self, job_id: str) -> None:
+        try:
+            with Session(self.engine) as session:
+                release_evaluation(session=session, job_id=job_id, worker_id=self.worker_id)
+        except SQLAlchemyError:
+            log.warning("job %s: could not release its evaluation claim", job_id)
 
     def run_job(self, job_id: str, stop: threading.Event) -> None:
         log_path = self.settings.home / "logs" / f"{job_id}.log"
         with Session(self.engine) as session:
-            # An evaluation cut short by a crash starts over.
-            session.execute(update(Checkpoint).where(
-                Checkpoint.job_id == job_id, Checkpoint.test_status == TestStatus.RUNNING)
-                .values(test_status=TestStatus.PENDING))
-            session.commit()
+            take_evaluation(session=session, job_id=job_id, worker_id=self.worker_id)
         proc = self.current = self._spawn(job_id, log_path)
         log.info("job %s: started child pid %s (log %s)", job_id, proc.pid, log_path)
         # One evaluation process works through the baseline and every checkpoint
-        # beside training, then drains what is left after it; it is started
-        # again only if it died with work left (a bounded number of times).
-        evaluation: ForkedChild | None = self._spawn_evaluation(job_id)
-        evaluation_starts = 1
+        # beside training, then drains what is left after it (see
+        # tuneyard.worker.evaluations for restarts, limits and failures).
+        evaluation = self._evaluations(job_id)
         exit_handled = False
         last_beat = 0.0
         try:
             while True:
-                if evaluation is not None and evaluation.poll() is not None:
-                    if evaluation.returncode != 0:
-                        self._evaluation_died(job_id, evaluation.returncode)
-                    evaluation = None
-                    if (evaluation_starts < MAX_EVALUATION_STARTS
-                            and self._evaluation_pending(job_id)):
-                        evaluation = self._spawn_evaluation(job_id)
-                        evaluation_starts += 1
+                evaluating = evaluation.tick(training_running=not exit_handled)
                 if proc.poll() is not None and not exit_handled:
                     # Settle the job's status first: the evaluation process
                     # drains what is pending once the job is no longer Running.
                     exit_handled = True
                     if not self._after_exit(job_id, proc.returncode, log_path):
                         return  # requeued: the next attempt evaluates what is left
-                if exit_handled and evaluation is None:
+                    continue
+                if exit_handled and not evaluating:
                     return
                 if stop.wait(0.25):
                     # Shutting down: the job stays Running; once our heartbeat
@@ -160,30 +145,70 @@ class Worker:
                 if time.monotonic() - last_beat < min(1.0, self.settings.heartbeat_seconds):
                     continue
                 last_beat = time.monotonic()
-                with Session(self.engine) as session:
-                    alive = heartbeat(session=session, job_id=job_id, worker_id=self.worker_id)
-                    job = session.get(TrainingJob, job_id)
-                    if job is None or job.worker_id != self.worker_id:
-                        stop_group(proc, grace=0.5)  # deleted, or claimed by someone else
+                try:
+                    if not self._beat(job_id, proc):
                         return
-                    if not alive:
-                        continue  # the child recorded a final status and is exiting
-                    if job.cancel_requested:
-                        stop_group(proc, grace=GRACE_SECONDS)
-                        self._finish(job_id, JobStatus.CANCELLED)
-                        return
-                    # The training loop stops itself at the deadline and records
-                    # TimedOut; this ends a child that could not (stuck loading).
-                    limit = parse_parameters(job.hyper_parameters).timeout_seconds
-                    if policy.timed_out(timeout_seconds=limit, started_at=job.started_at,
-                                        now=time.time(), grace=policy.TIMEOUT_GRACE_SECONDS):
-                        stop_group(proc, grace=0.5)
-                        self._finish(job_id, policy.TIMED_OUT, policy.timeout_reason(limit))
-                        return
+                except SQLAlchemyError:
+                    # A transient DB error must not kill the training: it goes
+                    # on, and the next beat tries again (a lapse long enough
+                    # for another worker to claim the job is seen then).
+                    log.warning("job %s: heartbeat failed; retrying", job_id, exc_info=True)
         finally:
             stop_group(proc, grace=0.5)
-            if evaluation is not None:
-                stop_group(evaluation, grace=0.5)
+            evaluation.stop()
+            self._release_evaluation(job_id)
+
+    def _beat(self, job_id: str, proc: ForkedChild) -> bool:
+        """Heartbeat, then act on cancel, timeout or a lost claim; False: stop watching."""
+        with Session(self.engine) as session:
+            alive = heartbeat(session=session, job_id=job_id, worker_id=self.worker_id)
+            job = session.get(TrainingJob, job_id)
+            if job is None or job.worker_id != self.worker_id:
+                stop_group(proc, grace=0.5)  # deleted, or claimed by someone else
+                return False
+            if not alive:
+                return True  # the child recorded a final status and is exiting
+            if job.cancel_requested:
+                stop_group(proc, grace=GRACE_SECONDS)
+                self._finish(job_id, JobStatus.CANCELLED)
+                return False
+            # The training loop stops itself at the deadline and records
+            # TimedOut; this ends a child that could not (stuck loading).
+            limit = parse_parameters(job.hyper_parameters).timeout_seconds
+            if policy.timed_out(timeout_seconds=limit, started_at=job.started_at,
+                                now=time.time(), grace=policy.TIMEOUT_GRACE_SECONDS):
+                stop_group(proc, grace=0.5)
+                self._finish(job_id, policy.TIMED_OUT, policy.timeout_reason(limit))
+                return False
+        return True
+
+    # -- evaluations a crash left unfinished -------------------------------
+    def run_evaluation(self, job_id: str, stop: threading.Event) -> None:
+        """Finish the evaluations of a finished job (claimed with claim_evaluation)."""
+        evaluation = self._evaluations(job_id)
+        log.info("job %s: finishing the evaluations a crash left", job_id)
+        try:
+            while evaluation.tick(training_running=False):
+                if stop.wait(0.25):
+                    return
+        finally:
+            evaluation.stop()
+            self._release_evaluation(job_id)
+
+    def recover_evaluations(self, stop: threading.Event) -> None:
+        """A thread beside the training loop: one leftover evaluation at a time."""
+        while not stop.is_set():
+            job_id = None
+            try:
+                with Session(self.engine) as session:
+                    job_id = claim_evaluation(session=session, worker_id=self.worker_id,
+                                              lapse_seconds=self.lapse)
+                if job_id:
+                    self.run_evaluation(job_id, stop)
+            except Exception:  # keep going; the DB may be briefly away
+                log.exception("evaluation recovery error")
+            if not job_id:
+                stop.wait(max(self.settings.worker_poll_seconds, 1.0))
 
     def _after_exit(self, job_id: str, code: int, log_path: Path) -> bool:
         """Settle the job after its training process ended; False when requeued."""
@@ -197,8 +222,8 @@ class Worker:
             why += " (out of memory?)"
         with Session(self.engine) as session:
             job = session.get(TrainingJob, job_id)
-            attempts = job.attempts if job else MAX_ATTEMPTS
-        if attempts < MAX_ATTEMPTS:
+            attempts = job.attempts if job else self.settings.job_max_attempts
+        if attempts < self.settings.job_max_attempts:
             log.warning("job %s: training process %s; resuming from its latest checkpoint",
                         job_id, why)
             emit(self.engine, job_id, "error", f"the training process {why}; resuming from "
@@ -225,13 +250,39 @@ class Worker:
         self.sweep()
         with Session(self.engine) as session:
             job_id = claim_job(session=session, worker_id=self.worker_id,
-                               lapse_seconds=self.lapse)
+                               lapse_seconds=self.lapse,
+                               max_attempts=self.settings.job_max_attempts)
         if job_id:
             self.run_job(job_id, stop)
         return job_id
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s polling for jobs", self.worker_id)
+        self._delete_pruned_files()
+        recovery = threading.Thread(target=self.recover_evaluations, args=(stop,),
+                                    name="tuneyard-evaluations", daemon=True)
+        recovery.start()
+        try:
+            self._run(stop)
+        finally:
+            recovery.join(timeout=30)
+            self.engine.dispose()
+
+    def _delete_pruned_files(self) -> None:
+        """Files of checkpoints pruned just before a crash (see services.retention)."""
+        from tuneyard.services.retention import delete_pruned_files
+        from tuneyard.storage import open_store
+
+        try:
+            with Session(self.engine) as session:
+                count = delete_pruned_files(
+                    session=session, store=open_store(self.settings.resolved_storage_url))
+            if count:
+                log.info("deleted the files of %s pruned checkpoints a crash left", count)
+        except Exception:  # noqa: BLE001 - a cleanup; the worker runs regardless
+            log.exception("could not delete the files of pruned checkpoints")
+
+    def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             try:
                 job_id = self.run_once(stop)
