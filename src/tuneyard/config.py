@@ -10,6 +10,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 5.0
     """How often a running job's worker heartbeats; a job whose heartbeat is
     older than three times this is considered orphaned and claimed again."""
+
+    log_format: Literal["text", "json"] = "text"
+    """Log lines as plain text, or as JSON objects (one per line) naming the job
+    or deployment each concerns, for log shippers."""
 
     @property
     def resolved_database_url(self) -> str:

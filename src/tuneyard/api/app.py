@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from tuneyard import __version__
+from tuneyard.api import observability
 from tuneyard.api.errors import install_error_handlers
 from tuneyard.api.routes import (
     datasets,
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
     app.state.engine = engine
     app.state.store = store
     install_error_handlers(app)
+    observability.install(app)
     for module in (health, models, projects, datasets, jobs, deployments, inference,
                    test_functions, files):
         app.include_router(module.router)

@@ -21,6 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from tuneyard.config import Settings
 from tuneyard.deploy.prepare import PrepareError, prepare_model, remove_local
 from tuneyard.errors import InvalidInput
+from tuneyard.logs import log_context
+from tuneyard.metrics import METRICS
 from tuneyard.processes import signal_group
 from tuneyard.serving.client import AsyncModelServerClient
 from tuneyard.serving.errors import ModelServerError
@@ -115,11 +117,15 @@ class DeploymentManager:
                 return self.running[dp_id]
             await run_in_threadpool(self._update, dp_id, status=DeploymentStatus.DEPLOYING,
                                     error=None)
+            started = time.monotonic()
             try:
-                running = await run_in_threadpool(self._prepare_and_start, dp_id)
+                with log_context(deployment_id=dp_id):
+                    running = await run_in_threadpool(self._prepare_and_start, dp_id)
             except (PrepareError, ModelServerError, OSError) as exc:
+                METRICS.deployment_loads.labels(outcome="failed").inc()
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                log.warning("deployment %s failed to load: %s", dp_id, exc)
+                log.warning("deployment %s failed to load: %s", dp_id, exc,
+                            extra={"deployment_id": dp_id})
                 await run_in_threadpool(self._update, dp_id, status=DeploymentStatus.FAILED,
                                         error=message, loaded=False)
                 raise InvalidInput(f"deployment {dp_id} failed to load: {message}") from None
@@ -130,12 +136,15 @@ class DeploymentManager:
                 await run_in_threadpool(stop_model_server, running.handle, grace=1)
                 raise InvalidInput(f"deployment {dp_id} was cancelled")
             self.running[dp_id] = running
+            METRICS.deployment_loads.labels(outcome="loaded").inc()
+            METRICS.deployment_load_seconds.observe(time.monotonic() - started)
             await run_in_threadpool(self._update, dp_id, status=DeploymentStatus.DEPLOYED,
                                     loaded=True,
                                     server_url=running.handle.url,
                                     server_pid=running.handle.pid,
                                     last_request_at=time.time())
-            log.info("deployment %s serving at %s", dp_id, running.handle.url)
+            log.info("deployment %s serving at %s", dp_id, running.handle.url,
+                     extra={"deployment_id": dp_id})
             return running
 
     async def unload(self, dp_id: str) -> None:
@@ -188,7 +197,8 @@ class DeploymentManager:
             if status is None:  # deleted (perhaps with its project or job)
                 await self.forget(dp_id)
             elif timeout and time.time() - running.last_request > timeout:
-                log.info("deployment %s idle for %ss: deactivating", dp_id, timeout)
+                log.info("deployment %s idle for %ss: deactivating", dp_id, timeout,
+                         extra={"deployment_id": dp_id})
                 await self.unload(dp_id)
             elif running.written != running.last_request:
                 running.written = running.last_request
