@@ -11,6 +11,7 @@ import secrets
 import tempfile
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, PrivateAttr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -90,6 +91,10 @@ class Settings(BaseSettings):
     job_max_attempts: int = 3
     """How many times a job is started before it fails: a crash of its training
     process and a worker lost mid-job (heartbeat lapsed) each count."""
+
+    log_format: Literal["text", "json"] = "text"
+    """Log lines as plain text, or as JSON objects (one per line) naming the job
+    or deployment each concerns, for log shippers."""
 
     @property
     def resolved_database_url(self) -> str:

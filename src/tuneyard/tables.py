@@ -244,3 +244,15 @@ class OpenAIJob(Base):
     hyperparameters: Mapped[dict] = mapped_column(JSON, default=dict)
     requested: Mapped[dict] = mapped_column(JSON, default=dict)
     trained_tokens: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class Lease(Base):
+    """A named role held by one process at a time until `expires_at` (unix seconds,
+    float), renewed by its holder; anyone may take it once it has expired."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Float)
+    acquired_at: Mapped[float] = mapped_column(Float)

@@ -171,3 +171,37 @@ def test_serverless_loads_on_first_request(client, project, trained, deploy):
     assert client.get(base).json()["active"] is True
     listed = client.get(f"/v1/projects/{project['id']}").json()["deployments"]
     assert dep["id"] in [d["id"] for d in listed]
+
+
+def test_a_second_replica_forwards_to_the_lifecycle_driver(settings, client, project, trained,
+                                                           deploy, tmp_path):
+    """Two API replicas on one database and store: requests to the one not holding
+    the lifecycle lease reach the model server the holder runs (and a serverless
+    deployment first requested there is loaded by the holder)."""
+    from tests.conftest import make_settings, serving
+
+    job, number, _ = trained
+    dep = deploy(job["id"], number)
+    base = f"/v1/projects/{project['id']}/deployments/{dep['id']}"
+    prompt = {"prompt": "say c:", "max_new_tokens": 4}
+    direct = client.post(base + "/completions", json=prompt)
+    replica = make_settings(tmp_path, settings.database_url)
+    replica.storage_url = settings.storage_url
+    with serving(replica) as (app, other):
+        manager = app.state.deployments
+        assert manager.leader is False
+        forwarded = other.post(base + "/completions", json=prompt)
+        assert forwarded.status_code == 200, forwarded.text
+        assert forwarded.json()["response"] == direct.json()["response"]
+        assert other.get(base).json()["active"] is True
+        assert manager.running == {}  # no model server of its own
+
+        created = other.post(f"/v1/projects/{project['id']}/deployments", json={
+            "training_job_id": job["id"], "checkpoint": number, "server_type": "serverless"})
+        lazy = f"/v1/projects/{project['id']}/deployments/{created.json()['id']}"
+        wait_for(lambda: other.get(lazy).json()["status"] == "Deployed", what="Deployed")
+        answer = other.post(lazy + "/completions", json=prompt)
+        assert answer.status_code == 200 and answer.json()["response"] == direct.json()["response"]
+        assert manager.running == {}
+        assert other.delete(lazy).status_code == 204
+        assert other.delete(base).status_code == 204

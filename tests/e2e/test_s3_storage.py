@@ -1,10 +1,12 @@
 """A real `tuneyard serve` on S3 (SeaweedFS, real signatures): upload, train the tiny
 model, list and download a checkpoint through its presigned URL, delete, and the
-bucket holds no stray objects."""
+bucket holds no stray objects. The same server logs JSON lines and its /metrics
+shows what its training and evaluation processes measured."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import tarfile
 import time
 
@@ -27,7 +29,8 @@ def s3_live(s3_server, tmp_path_factory):
         _reset_postgres(_postgres_url())  # no other module's Pending jobs
     bucket = s3_server.new_bucket()
     env = s3_server.env | {"TUNEYARD_STORAGE_URL": f"s3://{bucket}/tuneyard",
-                           "TUNEYARD_HEARTBEAT_SECONDS": "1", "TUNEYARD_WORKER_POLL_SECONDS": "0.2"}
+                           "TUNEYARD_HEARTBEAT_SECONDS": "1", "TUNEYARD_WORKER_POLL_SECONDS": "0.2",
+                           "TUNEYARD_LOG_FORMAT": "json"}
     try:
         server = start_server(tmp_path_factory.mktemp("s3-home"), extra_env=env)
     except RuntimeError as exc:
@@ -82,6 +85,23 @@ def test_train_download_delete_on_s3(s3_live, s3_server, client, tmp_path):
         assert "checkpoint.json" in tar.getnames()
     bad = httpx.get(url.replace("X-Amz-Signature=", "X-Amz-Signature=0"))
     assert bad.status_code == 403  # real signatures
+
+    # Metrics from the worker's children (forked training and evaluation processes).
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {s.name: s.value for f in text_string_to_metric_families(
+        httpx.get(server.url + "/metrics").text) for s in f.samples if not s.labels
+        or s.labels.get("target") == "checkpoint"}
+    assert samples["tuneyard_job_claims_total"] >= 1
+    assert samples["tuneyard_checkpoint_publish_duration_seconds_count"] == 1
+    assert samples["tuneyard_evaluation_duration_seconds_count"] == 1
+    # JSON lines naming the job, from the server and from the training process.
+    server_lines = [json.loads(line) for line in server.stderr_path.read_text().splitlines()]
+    assert any(line.get("job_id") == job.id for line in server_lines)
+    child_lines = [json.loads(line) for line in
+                   (server.home / "logs" / f"{job.id}.log").read_text().splitlines()
+                   if line.startswith("{")]
+    assert child_lines and all(line["job_id"] == job.id for line in child_lines)
 
     job_keys = [k for k in s3_server.keys(bucket) if f"/jobs/{job.id}/" in k]
     assert any(k.endswith("/checkpoints/000001/checkpoint.json") for k in job_keys)

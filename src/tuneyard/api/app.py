@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from tuneyard import __version__
+from tuneyard.api import observability
 from tuneyard.api.errors import install_error_handlers
 from tuneyard.api.guard import RequestGuard
 from tuneyard.api.openai_errors import OpenAIErrorMiddleware
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
     app.state.store = store
     app.add_middleware(RequestGuard)  # inside the request-id middleware: its answers get ids
     install_error_handlers(app)
+    observability.install(app)
     for module in (health, models, projects, datasets, jobs, deployments, inference,
                    test_functions, files):
         app.include_router(module.router)

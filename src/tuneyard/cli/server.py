@@ -20,9 +20,14 @@ def serve(
     """Run migrations and serve the API (with an embedded worker)."""
     import uvicorn
 
+    from tuneyard import logs
     from tuneyard.api.app import create_app
     from tuneyard.config import get_settings
 
+    try:
+        json_logs = logs.configure()
+    except ValueError as exc:  # an unknown TUNEYARD_LOG_FORMAT
+        fail(str(exc))
     settings = get_settings()
     settings.embedded_worker = settings.embedded_worker and worker
     if "public_url" not in settings.model_fields_set:
@@ -33,21 +38,30 @@ def serve(
         app = create_app(settings)
     except (NotImplementedError, ValueError) as exc:  # e.g. an unsupported storage URL
         fail(str(exc))
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # In JSON mode uvicorn's loggers go through the JSON handler set up above.
+    extra = {"log_config": None} if json_logs else {}
+    uvicorn.run(app, host=host, port=port, log_level="info", **extra)
 
 
-def worker() -> None:
+def worker(
+    metrics_port: int = typer.Option(
+        None, "--metrics-port", min=1, max=65535,
+        help="Serve this worker's Prometheus metrics (claims, its jobs' checkpoint "
+             "publish and evaluation durations) on this port at /metrics."),
+) -> None:
     """Run a standalone training worker against the configured database and store."""
+    from tuneyard import logs
     from tuneyard.config import get_settings
     from tuneyard.storage import open_store
     from tuneyard.worker.loop import run_worker
 
     settings = get_settings()
     try:
+        logs.json_logs()  # an unknown TUNEYARD_LOG_FORMAT is refused here
         open_store(settings.resolved_storage_url)  # no bucket, refused credentials: stop now
     except ValueError as exc:
         fail(str(exc))
-    run_worker(settings)
+    run_worker(settings, metrics_port=metrics_port)
 
 
 @db_app.command("upgrade")

@@ -104,7 +104,7 @@ async def cancel_deployment(*, session: Session, manager: DeploymentManager,
 async def reactivate_deployment(*, session: Session, manager: DeploymentManager,
                                 deployment: Deployment) -> None:
     """Load a cancelled, failed or idle deployment again (Emissary v2)."""
-    if deployment.id in manager.running or deployment.status in (DeploymentStatus.PENDING,
+    if manager.serving(deployment.id) or deployment.status in (DeploymentStatus.PENDING,
                                                                    DeploymentStatus.DEPLOYING):
         raise InvalidInput(f"deployment {deployment.id} is already "
                            f"{deployment.status.lower()} and active")

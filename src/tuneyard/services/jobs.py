@@ -19,8 +19,8 @@ from tuneyard.data import TASK_TYPES, TECHNIQUES, normalize_split_ratio, task_fi
 from tuneyard.errors import InvalidInput, NotFound
 from tuneyard.ids import new_id
 from tuneyard.policy import DEFAULT_METRIC
-from tuneyard.services.limits import check_job_queue
 from tuneyard.services.events import add_event
+from tuneyard.services.limits import check_job_queue
 from tuneyard.status import JobStatus
 from tuneyard.storage import ArtifactStore, keys
 from tuneyard.tables import Checkpoint, Dataset, Project, TrainingJob, User
@@ -334,12 +334,6 @@ def _check_generations(params) -> None:
         raise InvalidInput(
             f"parameters: per_device_train_batch_size x gradient_accumulation_steps ({batch}) "
             f"must be a multiple of num_generations ({params.num_generations})")
-
-
-def list_jobs(*, session: Session, project: Project) -> list[TrainingJob]:
-    return list(session.scalars(
-        select(TrainingJob).where(TrainingJob.project_id == project.id).order_by(TrainingJob.id)
-    ))
 
 
 def get_job(*, session: Session, project: Project, job_id: str) -> TrainingJob:

@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from tuneyard import policy
+from tuneyard import logs, metrics, policy
 from tuneyard.catalog import load_catalog
 from tuneyard.checkpoints import CheckpointError
 from tuneyard.checkpoints.reader import download_checkpoint
@@ -92,6 +92,7 @@ class DbEvents:
             session.commit()
 
     def checkpoint(self, number: int, path: Path, manifest: dict) -> None:
+        started = time.monotonic()
         prefix = keys.checkpoint_prefix(self.job, number=number)
         size = dir_size(path)
         root = getattr(self.store, "root", None)  # a local store's directory
@@ -118,6 +119,7 @@ class DbEvents:
                             "eval_loss": manifest.get("eval_loss"),
                             "train_loss": manifest.get("train_loss")})
             session.commit()
+        metrics.observe_checkpoint_publish(time.monotonic() - started)
         log.info("checkpoint %s published (step %s)", number, manifest.get("step"))
 
     def should_stop(self) -> bool:
@@ -236,7 +238,8 @@ def record(engine, job_id: str, **values) -> None:
 def main(job_id: str, worker_id: str) -> int:
     _die_with_parent()
     parent = os.getppid()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure()
+    logs.set_process_ids(job_id=job_id)  # this process works on one job
     settings = get_settings()
     engine = make_engine(settings.resolved_database_url)
     store = open_store(settings.resolved_storage_url)

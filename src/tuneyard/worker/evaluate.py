@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tuneyard import policy
+from tuneyard import metrics, policy
 from tuneyard.checkpoints.reader import download_checkpoint
 from tuneyard.config import get_settings
 from tuneyard.db import make_engine
@@ -233,13 +233,20 @@ def evaluate_job(job_id: str) -> int:
                         if training_over:
                             return 0
                         continue
+                started = time.monotonic()
                 evaluate_target(settings=settings, session=session, store=store, job=job,
                                 target=target, test_set=test_set, work=work)
+                metrics.observe_evaluation(time.monotonic() - started,
+                                           target="baseline" if target == BASELINE
+                                           else "checkpoint")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         engine.dispose()
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from tuneyard import logs
+
+    logs.configure()
+    logs.set_process_ids(job_id=sys.argv[1])  # this process works on one job
     sys.exit(evaluate_job(sys.argv[1]))

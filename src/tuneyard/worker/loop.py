@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from tuneyard import policy
+from tuneyard import logs, metrics, policy
 from tuneyard.config import Settings
 from tuneyard.db import engine_for, make_engine
 from tuneyard.processes import ForkedChild, spawn_module, stop_group
@@ -58,7 +58,8 @@ class Worker:
         # A child reads the same configuration as this worker, whatever its source.
         return dict(os.environ, TUNEYARD_HOME=str(self.settings.home),
                     TUNEYARD_DATABASE_URL=self.settings.resolved_database_url,
-                    TUNEYARD_STORAGE_URL=self.settings.resolved_storage_url)
+                    TUNEYARD_STORAGE_URL=self.settings.resolved_storage_url,
+                    **metrics.child_env())
 
     def _spawn(self, job_id: str, log_path: Path) -> ForkedChild:
         return spawn_module("tuneyard.worker.child", [job_id, self.worker_id],
@@ -248,12 +249,16 @@ class Worker:
     def run_once(self, stop: threading.Event | None = None) -> str | None:
         stop = stop or threading.Event()
         self.sweep()
+        started = time.perf_counter()
         with Session(self.engine) as session:
             job_id = claim_job(session=session, worker_id=self.worker_id,
                                lapse_seconds=self.lapse,
                                max_attempts=self.settings.job_max_attempts)
+        metrics.METRICS.claim_seconds.observe(time.perf_counter() - started)
         if job_id:
-            self.run_job(job_id, stop)
+            metrics.METRICS.claims.inc()
+            with logs.log_context(job_id=job_id):
+                self.run_job(job_id, stop)
         return job_id
 
     def run(self, stop: threading.Event) -> None:
@@ -308,13 +313,18 @@ def start_embedded(settings: Settings) -> tuple[threading.Thread, threading.Even
     return thread, stop
 
 
-def run_worker(settings: Settings) -> None:
-    """`tuneyard worker`: run until SIGINT/SIGTERM."""
+def run_worker(settings: Settings, *, metrics_port: int | None = None) -> None:
+    """`tuneyard worker`: run until SIGINT/SIGTERM (metrics on `metrics_port` if given)."""
     from tuneyard.db import upgrade
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure()
     settings.ensure_home()
     upgrade(settings.resolved_database_url)
+    if metrics_port is not None:
+        # This worker's claims and its jobs' processes; no database gauges
+        # (every API replica reports those already).
+        metrics.serve_metrics(metrics_port)
+        log.info("metrics on http://0.0.0.0:%s/metrics", metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -39,7 +39,7 @@ BASE = "/v1/projects/{project_id}/deployments"
 
 
 def detail(manager: DeploymentManager, row: Deployment) -> DeploymentDetail:
-    running = manager.running.get(row.id)
+    running = manager.serving(row.id)
     return DeploymentDetail(
         id=row.id, name=row.name, status=row.status, created_at=row.created_at,
         description=row.description, base_model=row.base_model, training_id=row.training_job_id,
