@@ -133,6 +133,9 @@ class TrainingJob(Base):
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
     started_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     finished_at: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Bumped in the same transaction as every change to one of the job's checkpoint
+    # rows (tuneyard.checkpoint_versions): the key of the listing's cached bytes.
+    checkpoints_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     checkpoints: Mapped[list[Checkpoint]] = relationship(
         back_populates="job", order_by="Checkpoint.number", passive_deletes=True
@@ -195,3 +198,8 @@ class Deployment(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
+
+
+# Keeps TrainingJob.checkpoints_version in step with the checkpoint rows, in every
+# process that writes them (registered on import, after the classes exist).
+from tuneyard import checkpoint_versions as _checkpoint_versions  # noqa: E402,F401

@@ -10,7 +10,8 @@ from tuneyard.schemas import (
     TrainingJobSummary,
 )
 from tuneyard.services import jobs as job_service
-from tuneyard.services.views import checkpoint_view, job_detail
+from tuneyard.services import listing
+from tuneyard.services.views import job_detail
 
 router = APIRouter(tags=["Training Job"])
 BASE = "/v1/projects/{project_id}/training-jobs"
@@ -50,7 +51,8 @@ def delete_training_job(job: JobDep, session: SessionDep, store: StoreDep) -> Re
 
 @router.get(BASE + "/{training_job_id}/checkpoints",
             response_model=list[TrainingJobCheckpoint])
-def list_checkpoints(job: JobDep, session: SessionDep,
-                     settings: SettingsDep) -> list[TrainingJobCheckpoint]:
-    return [checkpoint_view(settings, job, row)
-            for row in job_service.list_checkpoints(session=session, job=job)]
+def list_checkpoints(job: JobDep, session: SessionDep, settings: SettingsDep) -> Response:
+    # Cached serialized bytes (services.listing), returned as they are: no
+    # response-model validation on this hot read path (the model documents it).
+    return Response(listing.checkpoints_json(session=session, settings=settings, job=job),
+                    media_type="application/json")
