@@ -1,8 +1,25 @@
 """Training jobs and their checkpoints."""
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from tuneyard.api.deps import CurrentUser, JobDep, ProjectDep, SessionDep, SettingsDep, StoreDep
+from fastapi import APIRouter, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from tuneyard.api.deps import (
+    CurrentUser,
+    JobDep,
+    ProjectDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    api_key_header,
+    bearer,
+    current_user,
+    job_of,
+    project_of,
+)
 from tuneyard.schemas import (
     TrainingJobCheckpoint,
     TrainingJobCreate,
@@ -51,8 +68,26 @@ def delete_training_job(job: JobDep, session: SessionDep, store: StoreDep) -> Re
 
 @router.get(BASE + "/{training_job_id}/checkpoints",
             response_model=list[TrainingJobCheckpoint])
-def list_checkpoints(job: JobDep, session: SessionDep, settings: SettingsDep) -> Response:
-    # Cached serialized bytes (services.listing), returned as they are: no
-    # response-model validation on this hot read path (the model documents it).
-    return Response(listing.checkpoints_json(session=session, settings=settings, job=job),
-                    media_type="application/json")
+async def list_checkpoints(
+    request: Request, project_id: str, training_job_id: str,
+    key: Annotated[str | None, Security(api_key_header)] = None,
+    token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+) -> Response:
+    """The hot read path (clients poll it while a job trains): the same checks as
+    every route (key, project, job; the same dependencies, called directly) and
+    the cached listing bytes (services.listing), all in ONE threadpool call rather
+    than one per sync dependency, and returned as they are: no response-model
+    validation (the model documents the shape)."""
+
+    def answer() -> bytes:
+        session = Session(request.app.state.engine, expire_on_commit=False)
+        try:
+            user = current_user(session=session, key=key, token=token)
+            project = project_of(project_id=project_id, session=session, user=user)
+            job = job_of(training_job_id=training_job_id, session=session, project=project)
+            return listing.checkpoints_json(session=session,
+                                            settings=request.app.state.settings, job=job)
+        finally:
+            session.close()
+
+    return Response(await run_in_threadpool(answer), media_type="application/json")
