@@ -24,13 +24,14 @@ import time
 from collections import OrderedDict
 
 from pydantic import TypeAdapter
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from tuneyard.config import Settings
+from tuneyard.errors import NotFound
 from tuneyard.schemas import TrainingJobCheckpoint
 from tuneyard.services import jobs as job_service
 from tuneyard.services.views import checkpoint_view
-from tuneyard.tables import TrainingJob
+from tuneyard.tables import Project, TrainingJob
 
 MAX_JOBS = 512
 """Listings kept per process."""
@@ -50,6 +51,17 @@ def expiry(settings: Settings, now: float) -> tuple[int, int]:
     size = bucket_seconds(settings)
     bucket = int(now) // size
     return bucket, (bucket + 1) * size + settings.download_url_ttl_seconds
+
+
+def listed_job(*, session: Session, project: Project, job_id: str) -> TrainingJob:
+    """The job (as services.jobs.get_job finds it: in `project`, else 404), loading
+    only what the listing needs: not its loss curve and other JSON columns, which
+    cost more to load than the cached listing costs to send."""
+    job = session.get(TrainingJob, job_id, options=[load_only(
+        TrainingJob.id, TrainingJob.project_id, TrainingJob.checkpoints_version)])
+    if job is None or job.project_id != project.id:
+        raise NotFound(f"training job {job_id!r} not found in project {project.id!r}")
+    return job
 
 
 def checkpoints_json(*, session: Session, settings: Settings, job: TrainingJob,

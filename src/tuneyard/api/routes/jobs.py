@@ -17,7 +17,7 @@ from tuneyard.api.deps import (
     api_key_header,
     bearer,
     current_user,
-    job_of,
+    plausible_id,
     project_of,
 )
 from tuneyard.schemas import (
@@ -74,7 +74,7 @@ async def list_checkpoints(
     token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
 ) -> Response:
     """The hot read path (clients poll it while a job trains): the same checks as
-    every route (key, project, job; the same dependencies, called directly) and
+    every route (key, project, job in it; the dependencies called directly) and
     the cached listing bytes (services.listing), all in ONE threadpool call rather
     than one per sync dependency, and returned as they are: no response-model
     validation (the model documents the shape)."""
@@ -84,7 +84,8 @@ async def list_checkpoints(
         try:
             user = current_user(session=session, key=key, token=token)
             project = project_of(project_id=project_id, session=session, user=user)
-            job = job_of(training_job_id=training_job_id, session=session, project=project)
+            plausible_id(training_job_id, "training job")
+            job = listing.listed_job(session=session, project=project, job_id=training_job_id)
             return listing.checkpoints_json(session=session,
                                             settings=request.app.state.settings, job=job)
         finally:
