@@ -6,11 +6,12 @@ is serialized in memory first; then the clock runs over what tuneyard does to
 make those bytes a durable, visible checkpoint:
 
 1. write them into a staging directory (as the Trainer does, no fsync);
-2. `publish_checkpoint`: fsync + sha256 of every file, manifest, rename;
-3. the worker's `DbEvents.checkpoint`: every file copied into the artifact
-   store (`LocalStore.put_file`: copy, sha256, fsync, rename), the model
-   archive built (verify, tar, fsync, sha256) and copied into the store, the
-   DB row inserted.
+2. `publish_checkpoint`: sha256 of every file (one read, from the page
+   cache) while another thread fsyncs them, manifest, rename;
+3. the worker's `DbEvents.checkpoint`: every file put into the artifact
+   store with the manifest's digest (`LocalStore.adopt_file`: a hard link on
+   the same filesystem), the model archive streamed straight into the store
+   (`LocalStore.put`: tar, sha256 and write in one pass, fsync), the DB row.
 
 The baseline writes the same number of bytes sequentially to one file and
 fsyncs it. Bandwidth = checkpoint bytes / seconds; the ratio is tuneyard's
@@ -68,14 +69,22 @@ def _timed_store(root: Path):
     from tuneyard.storage.local import LocalStore
 
     class TimedStore(LocalStore):
-        """The local store, counting the time spent in put_file."""
+        """The local store, counting the time spent taking files and the archive in."""
 
+        adopt_seconds = 0.0
         put_seconds = 0.0
 
-        def put_file(self, key, path):
+        def adopt_file(self, key, path, **known):
             start = time.perf_counter()
             try:
-                return super().put_file(key, path)
+                return super().adopt_file(key, path, **known)
+            finally:
+                self.adopt_seconds += time.perf_counter() - start
+
+        def put(self, key, stream):
+            start = time.perf_counter()
+            try:
+                return super().put(key, stream)
             finally:
                 self.put_seconds += time.perf_counter() - start
 
@@ -87,7 +96,7 @@ def tuneyard_write(files: dict[str, bytes], *, root: Path, events, store, number
     from tuneyard.checkpoints.writer import publish_checkpoint
 
     root.mkdir(parents=True, exist_ok=True)
-    store.put_seconds = 0.0
+    store.adopt_seconds = store.put_seconds = 0.0
     start = time.perf_counter()
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{number:06d}-", dir=root))
     for rel, data in files.items():
@@ -102,8 +111,9 @@ def tuneyard_write(files: dict[str, bytes], *, root: Path, events, store, number
     events.checkpoint(number, path, read_manifest(path))
     end = time.perf_counter()
     return {"seconds": end - start, "staging_write_s": written - start,
-            "publish_s": published - written, "store_put_file_s": store.put_seconds,
-            "archive_and_db_s": end - published - store.put_seconds}
+            "publish_s": published - written, "store_files_s": store.adopt_seconds,
+            "archive_s": store.put_seconds,
+            "db_and_rest_s": end - published - store.adopt_seconds - store.put_seconds}
 
 
 def raw_write(files: dict[str, bytes], target: Path) -> float:
@@ -144,8 +154,8 @@ def run(*, quick: bool, log_dir: Path) -> list[Result]:
     paired = median([b / t["seconds"] for b, t in zip(base_runs, ty_runs, strict=True)])
     mb = size / 1e6
     breakdown = {k: median([r[k] for r in ty_runs])
-                 for k in ("staging_write_s", "publish_s", "store_put_file_s",
-                           "archive_and_db_s")}
+                 for k in ("staging_write_s", "publish_s", "store_files_s", "archive_s",
+                           "db_and_rest_s")}
     result = Result(
         id="P3", measure="durable checkpoint write bandwidth (MB/s)", unit="MB/s",
         tuneyard=mb / ty_s, baseline=mb / base_s, ratio=paired, goal_op=">=",
@@ -156,15 +166,19 @@ def run(*, quick: bool, log_dir: Path) -> list[Result]:
                  "load_average": load_average()},
     )
     b = breakdown
+    archive_mb = (size - sum(len(v) for k, v in files.items() if k.startswith("state/"))) / 1e6
     result.limits = (
-        f"a {mb:.0f} MB checkpoint takes {ty_s:.1f}s against {base_s:.1f}s raw: staging "
-        f"write {b['staging_write_s']:.1f}s, publish (fsync + sha256 of every file) "
-        f"{b['publish_s']:.1f}s, copy of every file into the store (read, sha256, write, "
-        f"fsync) {b['store_put_file_s']:.1f}s, archive (verify sha256 again, tar the model, "
-        f"fsync, sha256) + DB row {b['archive_and_db_s']:.1f}s. The bytes reach the disk "
-        "about three times and are hashed four times. Closing it: hash while writing "
-        "(one pass), hard-link (or rename) the published files into a LocalStore on the "
-        "same filesystem instead of copying, stream the tar straight into the store "
-        "(no second copy) and reuse the manifest's digests instead of re-verifying."
+        f"a {mb:.0f} MB checkpoint takes {ty_s:.2f}s against {base_s:.2f}s raw: staging "
+        f"write {b['staging_write_s']:.2f}s, publish (sha256 of every file beside their "
+        f"fsync, manifest, rename) {b['publish_s']:.2f}s, files into the store (hard links, "
+        f"the manifest's digests) {b['store_files_s']:.3f}s, the model archive streamed into "
+        f"the store (about {archive_mb:.0f} MB: tar, sha256, write, fsync) "
+        f"{b['archive_s']:.2f}s, DB row and the rest {b['db_and_rest_s']:.3f}s. The "
+        "checkpoint's bytes now reach the disk once and are hashed once; what remains "
+        "beyond the raw write is the hashing the fsync does not fully hide and the "
+        "archive, a second durable copy of the model files (the download format): on "
+        "ext4 there is no reflink to share its blocks. Closing the rest: build the "
+        "archive lazily (on the first download, or as a tar view served from the stored "
+        "files) instead of at publish time."
     )
     return [result]

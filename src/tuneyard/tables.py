@@ -149,6 +149,10 @@ class TrainingJob(Base):
     # accuracy and margins, GRPO mean reward): [{step, timestamp, name: value}].
     training_metrics: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
+    # Bumped in the same transaction as every change to one of the job's checkpoint
+    # rows (tuneyard.checkpoint_versions): the key of the listing's cached bytes.
+    checkpoints_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
     checkpoints: Mapped[list[Checkpoint]] = relationship(
         back_populates="job", order_by="Checkpoint.number", passive_deletes=True
     )
@@ -256,3 +260,8 @@ class Lease(Base):
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[float] = mapped_column(Float)
     acquired_at: Mapped[float] = mapped_column(Float)
+
+
+# Keeps TrainingJob.checkpoints_version in step with the checkpoint rows, in every
+# process that writes them (registered on import, after the classes exist).
+from tuneyard import checkpoint_versions as _checkpoint_versions  # noqa: E402,F401

@@ -153,3 +153,36 @@ def test_archive_refuses_a_corrupt_checkpoint(tmp_path):
     with pytest.raises(CheckpointError):
         build_model_archive(path, tmp_path / "a.tar")
     assert not (tmp_path / "a.tar").exists()
+
+
+def test_upload_links_into_a_local_store_and_streams_the_archive(tmp_path):
+    """Published files are hard-linked into a local store on the same filesystem (no
+    copy, no re-hash), manifest last; the archive streamed into the store is the
+    same bytes as the one built on disk."""
+    from tuneyard.checkpoints.writer import store_model_archive, upload_checkpoint
+    from tuneyard.storage.local import LocalStore
+
+    path = _publish(tmp_path, 1)
+    manifest = read_manifest(path)
+
+    class Recording(LocalStore):
+        adopted: list = []
+
+        def adopt_file(self, key, file, **known):
+            info = super().adopt_file(key, file, **known)
+            self.adopted.append((key, known, info))
+            return info
+
+    store = Recording(tmp_path / "store")
+    upload_checkpoint(store=store, directory=path, prefix="c/1/")
+    assert [k for k, _, _ in store.adopted][-1] == "c/1/" + MANIFEST
+    for key, known, info in store.adopted[:-1]:
+        rel = key.removeprefix("c/1/")
+        assert known["sha256"] == info.sha256 == manifest["files"][rel]["sha256"]
+        assert store.local_path(key).stat().st_ino == (path / rel).stat().st_ino
+    assert not [k for k in store.list("") if ".tmp-" in k]
+
+    info = store_model_archive(store=store, directory=path, key="c/1.tar")
+    size, sha = build_model_archive(path, tmp_path / "built.tar")
+    assert (info.size, info.sha256) == (size, sha)
+    assert store.read_bytes("c/1.tar") == (tmp_path / "built.tar").read_bytes()

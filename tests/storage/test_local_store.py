@@ -137,3 +137,26 @@ def test_object_removed_between_check_and_read(tmp_path):
     store.delete("gone")
     with pytest.raises(ObjectNotFound):
         next(chunks)
+
+
+def test_adopt_file_links_on_the_same_filesystem_and_copies_otherwise(tmp_path, monkeypatch):
+    import os
+
+    from tuneyard.storage.local import LocalStore
+
+    store = LocalStore(tmp_path / "store")
+    source = tmp_path / "weights.bin"
+    source.write_bytes(b"w" * 1000)
+    info = store.adopt_file("a/w.bin", source)
+    assert store.local_path("a/w.bin").stat().st_ino == source.stat().st_ino
+    assert (info.size, info.sha256) == (1000, store.put("b", b"w" * 1000).sha256)
+    store.adopt_file("a/w.bin", source)  # replacing an object is fine, too
+
+    def no_links(src, dst):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    copied = store.adopt_file("a/c.bin", source, sha256="ignored-when-copying")
+    assert store.local_path("a/c.bin").stat().st_ino != source.stat().st_ino
+    assert copied.sha256 == info.sha256 and store.read_bytes("a/c.bin") == b"w" * 1000
+    assert store.list("a") == ["a/c.bin", "a/w.bin"]

@@ -94,8 +94,9 @@ def test_timeout_ends_the_job_as_timed_out(client, project, create_job, backgrou
 
 def test_killed_child_is_resumed_from_its_latest_checkpoint(client, project, create_job,
                                                              background_worker):
-    # 6 steps, a checkpoint every 2: the kill lands after the first of three.
-    params = {"num_train_epochs": 2, "save_strategy": "steps", "save_steps": 2}
+    # 12 steps, a checkpoint every 3: the kill lands after the first of four, with
+    # steps enough left that training (no eval loss in its loop) has not ended yet.
+    params = {"num_train_epochs": 4, "save_strategy": "steps", "save_steps": 3}
     job = create_job(parameters=params)
     url = job_url(project, job)
     wait_for(lambda: client.get(url + "/checkpoints").json(), what="a first checkpoint")

@@ -51,12 +51,15 @@ Publish protocol (never a partial checkpoint)
    fsynced (`writer.publish_checkpoint`).
 2. The manifest is written last and fsynced; the staging directory is renamed
    to `<number:06d>` (atomic on one filesystem).
-3. The worker copies the directory to the store, manifest last
-   (`writer.upload_checkpoint`): on a store without rename, a manifest present
-   means every file is. Then it stores the archive, and only then inserts the
-   database row, so a listing (which reads rows) never shows a partial one.
+3. The worker puts the directory into the store, manifest last
+   (`writer.upload_checkpoint`; a local store on the same filesystem
+   hard-links the files, with the manifest's digests): on a store without
+   rename, a manifest present means every file is. Then it streams the
+   archive into the store (`writer.store_model_archive`), and only then
+   inserts the database row, so a listing (which reads rows) never shows a
+   partial one.
 4. On start, `writer.clean_leftovers` removes whatever has no manifest;
-   `reader.download_checkpoint` copies one back, manifest last, into a staging
+   `reader.download_checkpoint` copies (or links) one back, manifest last, into a staging
    directory renamed into place.
 
 Pure Python at import: torch is imported only inside `reader.load_kwargs`.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,6 +282,21 @@ def download_checkpoint(*, store, prefix: str, target: Path, model_only: bool = 
     for key in sorted(keys, key=lambda k: k == manifest_key):  # manifest last
         rel = key[len(prefix):]
         if not (model_only and is_state(rel)):
-            store.download_to(key, staging / rel)
+            _fetch(store, key, staging / rel)
     staging.rename(target)
     return target
+
+
+def _fetch(store, key: str, dest: Path) -> None:
+    """One stored file to `dest`: a hard link to a local store's own file when it
+    is on the same filesystem (stored objects are replaced, never modified, and
+    readers never write to a downloaded checkpoint), else a copy."""
+    source = store.local_path(key)
+    if source is not None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, dest)
+            return
+        except OSError:
+            pass  # another filesystem: copy
+    store.download_to(key, dest)

@@ -4,12 +4,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tuneyard.checkpoints import MANIFEST, CheckpointError
@@ -18,6 +21,7 @@ from tuneyard.checkpoints.reader import (
     is_published,
     list_published,
     model_files,
+    read_manifest,
     sha256_file,
     stored_files,
     verify_checkpoint,
@@ -28,6 +32,22 @@ from tuneyard.storage.base import fsync_directory
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as fh:
         os.fsync(fh.fileno())
+
+
+def _digest_and_sync(paths: list[Path]) -> dict[Path, str]:
+    """sha256 of every file, while another thread fsyncs them.
+
+    One read of each file (from the page cache: it was just written) for the
+    digest, and the flush to disk beside it: the two overlap (both release the
+    GIL), so making a checkpoint durable and hashing it costs about the longer
+    of the two, not their sum.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tuneyard-fsync") as pool:
+        synced = [pool.submit(_fsync_file, path) for path in paths]
+        digests = {path: sha256_file(path) for path in paths}
+        for future in synced:
+            future.result()
+    return digests
 
 
 def publish_checkpoint(
@@ -50,13 +70,13 @@ def publish_checkpoint(
     target = checkpoint_dir(checkpoints_root, number)
     if target.exists():
         raise CheckpointError(f"checkpoint {number} already exists at {target}")
-    files = {}
-    for path in stored_files(staging_dir):
-        _fsync_file(path)
-        files[path.relative_to(staging_dir).as_posix()] = {
-            "sha256": sha256_file(path),
-            "size": path.stat().st_size,
-        }
+    paths = stored_files(staging_dir)
+    digests = _digest_and_sync(paths)
+    files = {
+        path.relative_to(staging_dir).as_posix(): {"sha256": digests[path],
+                                                   "size": path.stat().st_size}
+        for path in paths
+    }
     for sub in sorted({p.parent for p in staging_dir.rglob("*") if p.is_file()}, reverse=True):
         fsync_directory(sub)
     manifest = {
@@ -114,45 +134,102 @@ def prune_published(checkpoints_root: Path, keep: int) -> list[Path]:
     return removed
 
 
-def build_model_archive(checkpoint_dir: Path, archive_path: Path) -> tuple[int, str]:
-    """Write the model files (and the manifest) as an uncompressed tar.
+_BLOCK = tarfile.BLOCKSIZE
+_RECORD = tarfile.RECORDSIZE
+_CHUNK = 1 << 20
 
-    Members are at the top level of the archive, sorted, with fixed owner and
-    mtime, so the same checkpoint always gives the same bytes. Extracting it
-    gives a directory `from_pretrained` loads. Returns (size, sha256).
+
+def _member_header(rel: str, size: int) -> bytes:
+    info = tarfile.TarInfo(rel)
+    info.size, info.mode, info.type = size, 0o644, tarfile.REGTYPE
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    return info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+
+
+def model_archive_chunks(checkpoint_dir: Path) -> Iterator[bytes]:
+    """The model archive's bytes, streamed: an uncompressed tar of the model
+    files (and the manifest).
+
+    Members are at the top level of the archive, sorted, manifest last, with
+    fixed owner, mode and mtime, so the same checkpoint always gives the same
+    bytes (what `tarfile` writes for them). Extracting it gives a directory
+    `from_pretrained` loads. Each file is read once, straight into the
+    consumer (a store's `put`, which hashes as it writes): no temporary tar,
+    no second copy, no re-hash. Nothing is verified here: the caller decides
+    (`build_model_archive` checks the manifest first; the worker archives
+    what it has just published).
     """
+    checkpoint_dir = Path(checkpoint_dir)
+    total = 0
+    for rel in model_files(checkpoint_dir):
+        with open(checkpoint_dir / rel, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            header = _member_header(rel, size)
+            total += len(header)
+            yield header
+            remaining = size
+            while remaining > 0:
+                chunk = fh.read(min(_CHUNK, remaining))
+                if not chunk:
+                    raise CheckpointError(f"{checkpoint_dir / rel} shrank while archived")
+                remaining -= len(chunk)
+                yield chunk
+        total += size
+        if size % _BLOCK:
+            pad = _BLOCK - size % _BLOCK
+            total += pad
+            yield b"\0" * pad
+    # The end-of-archive marker (two zero blocks), padded to a whole record, as tarfile does.
+    end = 2 * _BLOCK
+    end += (-(total + end)) % _RECORD
+    yield b"\0" * end
+
+
+def build_model_archive(checkpoint_dir: Path, archive_path: Path) -> tuple[int, str]:
+    """Verify the checkpoint, then write its model archive (`model_archive_chunks`)
+    to a local file, atomically. Returns (size, sha256)."""
     checkpoint_dir, archive_path = Path(checkpoint_dir), Path(archive_path)
     verify_checkpoint(checkpoint_dir)
     archive_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{archive_path.name}.", dir=archive_path.parent)
     tmp = Path(tmp_name)
+    digest, size = hashlib.sha256(), 0
     try:
-        with (
-            os.fdopen(fd, "wb") as raw,
-            tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            for rel in model_files(checkpoint_dir):
-                info = tar.gettarinfo(str(checkpoint_dir / rel), arcname=rel)
-                info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-                info.mode = 0o644
-                with open(checkpoint_dir / rel, "rb") as fh:
-                    tar.addfile(info, fh)
-        _fsync_file(tmp)
+        with os.fdopen(fd, "wb") as raw:
+            for chunk in model_archive_chunks(checkpoint_dir):
+                raw.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, archive_path)
         fsync_directory(archive_path.parent)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return archive_path.stat().st_size, sha256_file(archive_path)
+    return size, digest.hexdigest()
+
+
+def store_model_archive(*, store, directory: Path, key: str):
+    """Stream a just-published checkpoint's model archive straight into the store
+    under `key` (one read of each model file, hashed as the store writes it).
+    Returns the store's ObjectInfo (size, sha256)."""
+    return store.put(key, model_archive_chunks(directory))
 
 
 def upload_checkpoint(*, store, directory: Path, prefix: str) -> None:
-    """Copy a published checkpoint to the store under `prefix`, manifest last:
+    """Put a published checkpoint into the store under `prefix`, manifest last:
     a store has no atomic rename, so the manifest's presence is what says the
-    copy is complete."""
+    copy is complete.
+
+    Each file goes through the store's `adopt_file` with the manifest's own
+    digest (no re-hash): a local store on the same filesystem hard-links it
+    (the published files are never modified again), others copy it."""
     directory = Path(directory)
-    if not (directory / MANIFEST).is_file():
-        raise CheckpointError(f"{directory} has no {MANIFEST}: not a published checkpoint")
+    manifest = read_manifest(directory)
+    listed = manifest.get("files", {})
     for path in stored_files(directory):
-        store.put_file(prefix + path.relative_to(directory).as_posix(), path)
-    store.put_file(prefix + MANIFEST, directory / MANIFEST)
+        rel = path.relative_to(directory).as_posix()
+        meta = listed.get(rel) or {}
+        store.adopt_file(prefix + rel, path, sha256=meta.get("sha256"), size=meta.get("size"))
+    store.adopt_file(prefix + MANIFEST, directory / MANIFEST)

@@ -17,18 +17,21 @@ from tuneyard.storage.signing import make_token
 
 
 def download_url(settings: Settings, *, key: str, filename: str | None = None,
-                 sha256: str | None = None) -> str:
+                 sha256: str | None = None, expires_at: int | None = None) -> str:
+    """`expires_at` (unix seconds) defaults to now + the settings' TTL."""
     presigner = _s3_presigner(settings.resolved_storage_url,
                               os.environ.get("AWS_ENDPOINT_URL"),
                               os.environ.get("AWS_ACCESS_KEY_ID"))
     if presigner is not None:
         # The checkpoint's sha256 is in its listing (archive_sha256): a presigned
         # URL cannot add a checksum header.
-        return presigner.presigned_url(key, expires_in=settings.download_url_ttl_seconds,
-                                       filename=filename)
+        expires_in = (settings.download_url_ttl_seconds if expires_at is None
+                      else max(1, expires_at - int(time.time())))
+        return presigner.presigned_url(key, expires_in=expires_in, filename=filename)
     token = make_token(
         key=key, secret=settings.signing_secret(),
-        expires_at=int(time.time()) + settings.download_url_ttl_seconds,
+        expires_at=(expires_at if expires_at is not None
+                    else int(time.time()) + settings.download_url_ttl_seconds),
         filename=filename, sha256=sha256,
     )
     return f"{settings.public_url.rstrip('/')}/v1/files/{token}"

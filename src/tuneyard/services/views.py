@@ -60,16 +60,18 @@ def job_detail(session: Session, job: TrainingJob,
 
 
 def test_results_view(settings: Settings, document: dict | None,
-                      filename: str) -> TestResults | None:
+                      filename: str, expires_at: int | None = None) -> TestResults | None:
     """Stored results → the contract's `test_results` (a signed URL + string metrics)."""
     if not document or "aggregated_test_result" not in document:
         return None
     key = document.get("general_test_result_key")
     details = document.get("details_key")
     return TestResults(
-        general_test_result=download_url(settings, key=key, filename=filename) if key else None,
+        general_test_result=download_url(settings, key=key, filename=filename,
+                                         expires_at=expires_at) if key else None,
         details_test_result=download_url(
             settings, key=details, filename=filename.replace(".jsonl", ".details.json"),
+            expires_at=expires_at,
         ) if details else None,
         aggregated_test_result={k: str(v) for k, v in
                                 (document.get("aggregated_test_result") or {}).items()},
@@ -85,13 +87,16 @@ def baseline_view(settings: Settings, job: TrainingJob) -> dict | None:
             "error": document.get("error")}
 
 
-def checkpoint_view(settings: Settings, job: TrainingJob, row: Checkpoint) -> TrainingJobCheckpoint:
+def checkpoint_view(settings: Settings, job: TrainingJob, row: Checkpoint,
+                    expires_at: int | None = None) -> TrainingJobCheckpoint:
+    """One checkpoint on the wire; its URLs expire at `expires_at` (default: now + TTL)."""
     url = None
     if row.archive_key and not row.pruned:
         url = download_url(settings, key=row.archive_key, sha256=row.archive_sha256,
-                           filename=f"{job.id}-checkpoint-{row.number}.tar")
+                           filename=f"{job.id}-checkpoint-{row.number}.tar",
+                           expires_at=expires_at)
     results = test_results_view(settings, row.test_results,
-                                f"{job.id}-checkpoint-{row.number}-results.jsonl")
+                                f"{job.id}-checkpoint-{row.number}-results.jsonl", expires_at)
     return TrainingJobCheckpoint(
         checkpoint=row.number, model_download_url=url, test_results=results,
         created_at=row.created_at, updated_at=row.updated_at, step=row.step, epoch=row.epoch,

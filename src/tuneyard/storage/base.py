@@ -143,6 +143,15 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def sha256_file(path: Path) -> str:
+    """The sha256 hex digest of a local file, read in CHUNK_SIZE pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def write_atomically(path: Path, chunks: Iterable[bytes]) -> tuple[int, str]:
     """Write `chunks` to `path` so that a reader sees the old file or the whole new one.
 
@@ -208,6 +217,17 @@ class ArtifactStore(ABC):
         validate_key(key)
         with open(path, "rb") as handle:
             return self.put(key, handle)
+
+    def adopt_file(self, key: str, path: Path, *, sha256: str | None = None,
+                   size: int | None = None) -> ObjectInfo:
+        """Store a local file that nobody will modify again (a published checkpoint's).
+
+        `sha256`/`size`, when the caller already knows them (a manifest), are
+        trusted, so a store that can take the file without reading it (a local
+        store on the same filesystem: a hard link) need not hash it again.
+        This default copies it, as `put_file`.
+        """
+        return self.put_file(key, path)
 
     def read_bytes(self, key: str) -> bytes:
         """The whole object in memory: for small objects such as manifests."""

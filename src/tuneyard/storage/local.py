@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +26,7 @@ from .base import (
     fsync_directory,
     iter_chunks,
     resolve_range,
+    sha256_file,
     validate_key,
     write_atomically,
 )
@@ -79,6 +81,33 @@ class LocalStore(ArtifactStore):
         path = self._path(key)
         self._make_parents(path)
         size, sha256 = write_atomically(path, iter_chunks(stream))
+        return ObjectInfo(key=key, size=size, sha256=sha256)
+
+    def adopt_file(self, key: str, path: Path, *, sha256: str | None = None,
+                   size: int | None = None) -> ObjectInfo:
+        """Hard-link the file in (same filesystem), else copy it (`put_file`).
+
+        The link goes to a temp name first and is renamed over the key, so a
+        reader sees the old object or the new one, as with `put`; the source
+        must already be durable (a published checkpoint's files are fsynced).
+        """
+        target = self._path(key)
+        self._make_parents(target)
+        tmp = target.with_name(f"{TEMP_PREFIX}{target.name}.{uuid.uuid4().hex[:12]}")
+        try:
+            os.link(path, tmp)
+        except OSError:
+            return self.put_file(key, path)  # another filesystem, or no hard links
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_directory(target.parent)
+        if size is None:
+            size = target.stat().st_size
+        if sha256 is None:
+            sha256 = sha256_file(target)
         return ObjectInfo(key=key, size=size, sha256=sha256)
 
     def open_range(self, key: str, *, start: int = 0, end: int | None = None) -> Iterator[bytes]:

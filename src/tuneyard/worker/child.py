@@ -25,7 +25,7 @@ from tuneyard import logs, metrics, policy
 from tuneyard.catalog import load_catalog
 from tuneyard.checkpoints import CheckpointError
 from tuneyard.checkpoints.reader import download_checkpoint
-from tuneyard.checkpoints.writer import build_model_archive, upload_checkpoint
+from tuneyard.checkpoints.writer import store_model_archive, upload_checkpoint
 from tuneyard.config import Settings, get_settings
 from tuneyard.data import DEFAULT_TEST_SPLIT, choose_examples, load_examples, to_task_examples
 from tuneyard.db import make_engine
@@ -96,15 +96,15 @@ class DbEvents:
         prefix = keys.checkpoint_prefix(self.job, number=number)
         size = dir_size(path)
         root = getattr(self.store, "root", None)  # a local store's directory
-        # The store copy plus the download archive of the model files.
+        # The store copy (none when hard-linked) plus the download archive.
         check_disk(Path(root) if root else self.workdir, needed=2 * size,
                    what=f"checkpoint {number}")
+        # Files linked (or copied) in with the manifest's digests, then the archive
+        # streamed straight into the store: the bytes are hashed once, when published.
         upload_checkpoint(store=self.store, directory=path, prefix=prefix)
-        archive = self.workdir / "archives" / f"{number:06d}.tar"
-        size, sha256 = build_model_archive(path, archive)
         archive_key = keys.archive_key(self.job, number=number)
-        self.store.put_file(archive_key, archive)
-        archive.unlink()
+        stored = store_model_archive(store=self.store, directory=path, key=archive_key)
+        size, sha256 = stored.size, stored.sha256
         with Session(self.engine) as session:
             session.add(Checkpoint(
                 job_id=self.job.id, number=number, step=int(manifest.get("step", 0)),

@@ -1,8 +1,25 @@
 """Training jobs and their checkpoints."""
 
-from fastapi import APIRouter, Query, Response
+from typing import Annotated
 
-from tuneyard.api.deps import CurrentUser, JobDep, ProjectDep, SessionDep, SettingsDep, StoreDep
+from fastapi import APIRouter, Query, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from tuneyard.api.deps import (
+    CurrentUser,
+    JobDep,
+    ProjectDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    api_key_header,
+    bearer,
+    current_user,
+    plausible_id,
+    project_of,
+)
 from tuneyard.api.paging import PageDep
 from tuneyard.schemas import (
     GRPOTrainingJobCreate,
@@ -14,7 +31,8 @@ from tuneyard.schemas import (
 )
 from tuneyard.services import events as event_service
 from tuneyard.services import jobs as job_service
-from tuneyard.services.views import checkpoint_view, job_detail
+from tuneyard.services import listing
+from tuneyard.services.views import job_detail
 
 router = APIRouter(tags=["Training Job"])
 BASE = "/v1/projects/{project_id}/training-jobs"
@@ -66,10 +84,30 @@ def delete_training_job(job: JobDep, session: SessionDep, store: StoreDep) -> Re
 
 @router.get(BASE + "/{training_job_id}/checkpoints",
             response_model=list[TrainingJobCheckpoint])
-def list_checkpoints(job: JobDep, session: SessionDep,
-                     settings: SettingsDep) -> list[TrainingJobCheckpoint]:
-    return [checkpoint_view(settings, job, row)
-            for row in job_service.list_checkpoints(session=session, job=job)]
+async def list_checkpoints(
+    request: Request, project_id: str, training_job_id: str,
+    key: Annotated[str | None, Security(api_key_header)] = None,
+    token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+) -> Response:
+    """The hot read path (clients poll it while a job trains): the same checks as
+    every route (key, project, job in it; the dependencies called directly) and
+    the cached listing bytes (services.listing), all in ONE threadpool call rather
+    than one per sync dependency, and returned as they are: no response-model
+    validation (the model documents the shape)."""
+
+    def answer() -> bytes:
+        session = Session(request.app.state.engine, expire_on_commit=False)
+        try:
+            user = current_user(session=session, key=key, token=token)
+            project = project_of(project_id=project_id, session=session, user=user)
+            plausible_id(training_job_id, "training job")
+            job = listing.listed_job(session=session, project=project, job_id=training_job_id)
+            return listing.checkpoints_json(session=session,
+                                            settings=request.app.state.settings, job=job)
+        finally:
+            session.close()
+
+    return Response(await run_in_threadpool(answer), media_type="application/json")
 
 
 @router.get(BASE + "/{training_job_id}/events", response_model=list[JobEventView])
