@@ -52,6 +52,14 @@ class JobSpec:
     started_at: float | None = None
     """When the job started (unix seconds); timeout_seconds counts from here
     (policy.timed_out). None: from when training starts."""
+    technique: str = "SFT"
+    """SFT (supervised), DPO (`train_examples` are {prompt, chosen, rejected} records)
+    or GRPO (prompt/completion records; the completion is the expected output the
+    reward's test functions compare a generation with)."""
+    reward: dict[str, float] | None = None
+    """GRPO: test function name -> weight; a completion's reward is the weighted sum."""
+    functions_home: str | None = None
+    """GRPO: the tuneyard home whose test_functions/ holds the administrator's functions."""
 
 
 class TrainingEvents(Protocol):
@@ -78,6 +86,10 @@ class TrainingEvents(Protocol):
 
     def should_stop(self) -> bool:
         """Polled after every optimizer step; True stops training cleanly (cancel)."""
+
+    # Optional: `metrics(step, values)`, the trainer's other logged numbers at a
+    # logging step (DPO reward accuracy and margins, GRPO mean reward); called
+    # from the training thread when the events object has it.
 
 
 class NullEvents:

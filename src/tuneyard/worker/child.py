@@ -85,6 +85,21 @@ class DbEvents:
             job.training_loss = points
             session.commit()
 
+    def metrics(self, step: int, values: dict) -> None:
+        """The trainer's other numbers at a logging step (DPO reward accuracy and
+        margins, GRPO mean reward), kept like the loss points."""
+        with Session(self.engine) as session:
+            job = session.get(TrainingJob, self.job.id)
+            if job is None:
+                return
+            points = list(job.training_metrics or [])
+            points.append({"step": int(step), "timestamp": time.time(), **values})
+            if len(points) > MAX_LOSS_POINTS:
+                half = len(points) // 2
+                points = points[:half:2] + points[half:]
+            job.training_metrics = points
+            session.commit()
+
     def checkpoint(self, number: int, path: Path, manifest: dict) -> None:
         prefix = keys.checkpoint_prefix(self.job, number=number)
         size = dir_size(path)
@@ -140,7 +155,8 @@ def prepare_examples(*, session: Session, store: ArtifactStore, job: TrainingJob
         local = workdir / "data" / f"{role}-{dataset.filename}"
         store.download_to(dataset.storage_key, local)
         records = load_examples(local, filename=dataset.filename)
-        return to_task_examples(records, shape=dataset.shape, task_type=job.task_type), dataset
+        return to_task_examples(records, shape=dataset.shape, task_type=job.task_type,
+                                technique=job.training_technique or "SFT"), dataset
 
     train, train_ds = load(job.train_dataset_id, "train")
     test = load(job.test_dataset_id, "test")[0] if job.test_dataset_id else None
@@ -249,7 +265,9 @@ def main(job_id: str, worker_id: str) -> int:
         spec = JobSpec(job_id=job.id, task_type=job.task_type, base_model=job.base_model,
                        model_path=model_path, train_examples=train, eval_examples=test,
                        hyper_parameters=job.hyper_parameters, labels=labels, multi_label=multi,
-                       base_model_path=base_path, started_at=job.started_at)
+                       base_model_path=base_path, started_at=job.started_at,
+                       technique=job.training_technique or "SFT", reward=job.reward,
+                       functions_home=str(settings.home))
         events = DbEvents(engine=engine, store=store, job=job, workdir=workdir,
                           parent_pid=parent)
         summary = run_job(spec, workdir=workdir / "run", events=events,
