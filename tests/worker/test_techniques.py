@@ -38,15 +38,15 @@ def test_dpo_chat_pairs_with_lora(client, project, worker):
         "base_model": "tuneyard-tiny-chat", "train_dataset_id": dataset,
         "test_dataset_id": dataset, "training_technique": "DPO",
         "test_functions": ["exact_match"],
-        "parameters": {"num_train_epochs": 2, "per_device_train_batch_size": 4,
+        "parameters": {"num_train_epochs": 1, "per_device_train_batch_size": 4,
                        "learning_rate": 0.02, "use_lora": True, "logging_steps": 1,
                        "eval_generate_samples": 2, "max_seq_length": 64}})
     assert resp.status_code == 201, resp.text
     detail, checkpoints = finish(client, project, worker, resp.json())
     assert detail["training_technique"] == "DPO"
-    assert len(detail["training_metrics"]) == 4  # a logging step each
+    assert len(detail["training_metrics"]) == 2  # a logging step each
     assert {"rewards/accuracies", "rewards/margins"} <= set(detail["training_metrics"][-1])
-    assert [c["checkpoint"] for c in checkpoints] == [1, 2]
+    assert [c["checkpoint"] for c in checkpoints] == [1]
     for checkpoint in checkpoints:
         assert checkpoint["test_status"] == "done", checkpoint["test_error"]
         metrics = checkpoint["test_results"]["aggregated_test_result"]
@@ -55,7 +55,7 @@ def test_dpo_chat_pairs_with_lora(client, project, worker):
     baseline = detail["baseline_test_results"]["aggregated_test_result"]
     last = checkpoints[-1]["test_results"]["aggregated_test_result"]
     assert float(last["logp_margin"]) > float(baseline["logp_margin"])
-    assert detail["best_checkpoint"] in (1, 2)
+    assert detail["best_checkpoint"] == 1
 
 
 def test_grpo_job_through_the_v2_route(client, project, worker):
