@@ -36,6 +36,30 @@ class TaskType(StrEnum):
     embedding = "embedding"
 
 
+class Technique(StrEnum):
+    sft = "sft"
+    dpo = "dpo"
+    grpo = "grpo"
+
+
+def parse_reward(pairs: list[str]) -> dict[str, float]:
+    """`NAME=WEIGHT` strings as GRPO's reward map (test function -> finite weight)."""
+    import math
+
+    reward: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        try:
+            weight = float(raw)
+        except ValueError:
+            weight = math.nan
+        if not sep or not name.strip() or not math.isfinite(weight):
+            raise typer.BadParameter(f"expected NAME=WEIGHT with a finite number, got {pair!r}",
+                                     param_hint="--reward")
+        reward[name.strip()] = weight
+    return reward
+
+
 def parse_params(pairs: list[str]) -> dict[str, Any]:
     """`k=v` strings as a parameters dict; values are JSON scalars when they parse
     as one (`2e-4`, `3`, `true`), otherwise strings (`cosine`)."""
@@ -84,6 +108,14 @@ def jobs_create(
     description: str = typer.Option(None, "--description", help="Job description."),
     hf_model_link: str = typer.Option(None, "--hf-model-link",
                                       help="A Hugging Face model to use as the base."),
+    technique: Technique = typer.Option(
+        None, "--technique", case_sensitive=False,
+        help="sft (default: supervised), dpo (a prompt/chosen/rejected dataset; "
+             "-P beta=…) or grpo (needs --reward and --test-function)."),
+    reward: list[str] = typer.Option(None, "--reward", "-r", metavar="NAME=WEIGHT",
+                                     help="GRPO: reward a completion by this test function "
+                                          "with this weight (repeatable; implies "
+                                          "--technique grpo)."),
     watch: bool = typer.Option(False, "--watch", "-w", help="Follow the job until it ends."),
     eval_wait: float = typer.Option(EVAL_WAIT_S, help="With --watch: after the job ends, "
                                     "seconds to wait for pending test results."),
@@ -99,6 +131,13 @@ def jobs_create(
         fail("--checkpoint goes with --from-job")
     if not from_job and not base_model:
         fail("give --base-model (see `tuneyard models list`) or --from-job")
+    rewards = parse_reward(reward or []) or None
+    if rewards and technique not in (None, Technique.grpo):
+        fail(f"--reward is GRPO's: it does not go with --technique {technique.value}")
+    if technique == Technique.grpo and not rewards:
+        fail("--technique grpo needs --reward NAME=WEIGHT (a test function and its weight)")
+    if rewards and not test_functions:
+        fail("GRPO needs --test-function NAME too (what evaluates each checkpoint)")
     parameters = parse_params(params or [])
     for key, value in (("num_train_epochs", epochs), ("learning_rate", learning_rate),
                        ("per_device_train_batch_size", batch_size), ("max_steps", max_steps),
@@ -113,17 +152,22 @@ def jobs_create(
         test_functions=test_functions or None,
         base_model_option="fine-tuned" if from_job else None, checkpoint=checkpoint,
         hf_model_link=hf_model_link,
+        training_technique=technique.value.upper() if technique else None, reward=rewards,
     )
     if quiet:
         print(job.id)
     else:
         emit(job, as_json=as_json, render=lambda: out.print(
             f"created job {job.id} ({job.name}): {job.base_model}, {job.task_type or ''} "
-            f"{status_style(job.status)}"))
+            f"{_technique_note(job)}{status_style(job.status)}"))
     if watch:
         # Keep stdout to the id or the JSON asked for; the live view goes to stderr.
         _finish(watch_job(api, pid, job.id, eval_wait_s=eval_wait,
                           console=err if quiet or as_json else out))
+
+
+def _technique_note(job) -> str:
+    return "" if job.training_technique == "SFT" else f"({job.training_technique}) "
 
 
 @jobs_app.command("list")

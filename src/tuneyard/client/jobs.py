@@ -38,12 +38,20 @@ class Jobs(Resource):
         checkpoint: int | None = None,
         hf_model_link: str | None = None,
         rebalance_data: dict[str, float] | None = None,
+        training_technique: str | None = None,
+        reward: dict[str, float] | None = None,
     ) -> TrainingJob:
         """Start a fine-tuning job; returns its summary (status `Pending`).
 
         To continue training from a checkpoint, pass `base_model_option="fine-tuned"`,
         the earlier job's name or id as `base_model` and its number as `checkpoint`.
+        `training_technique`: "SFT" (default), "DPO" (a prompt/chosen/rejected dataset)
+        or "GRPO", which needs `reward` (test function -> weight) and `test_functions`
+        and goes to Emissary v2's `…/training-jobs/grpo` route.
         """
+        technique = (training_technique or "").upper() or None
+        if reward is not None and technique in (None, "GRPO"):
+            technique = "GRPO"
         payload = body(
             base_model=base_model, train_dataset_id=train_dataset_id,
             test_dataset_id=test_dataset_id, train_test_split_ratio=train_test_split_ratio,
@@ -52,8 +60,13 @@ class Jobs(Resource):
             base_model_option=base_model_option, checkpoint=checkpoint,
             hf_model_link=hf_model_link, rebalance_data=rebalance_data,
         )
-        return TrainingJob.model_validate(self._http.json("POST", self._path(project_id),
-                                                          json=payload))
+        path = self._path(project_id)
+        if technique == "GRPO":
+            path += "/grpo"
+            payload["reward"] = reward
+        elif technique not in (None, "SFT"):
+            payload["training_technique"] = technique
+        return TrainingJob.model_validate(self._http.json("POST", path, json=payload))
 
     def list(self, project_id: str) -> list[TrainingJob]:
         return [TrainingJob.model_validate(j)

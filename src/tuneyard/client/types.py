@@ -90,6 +90,12 @@ class TrainingJob(Record):
     error: str | None = None
     best_checkpoint: int | None = None
     baseline_test_results: TestResults | None = None
+    training_technique: str = "SFT"
+    """SFT, DPO or GRPO (a server without techniques trains SFT only)."""
+    reward: dict[str, float] | None = None
+    """GRPO: test function -> weight."""
+    training_metrics: list[dict[str, Any]] | None = None
+    """Per logging step: DPO reward accuracy and margins, GRPO mean reward."""
 
     @property
     def finished(self) -> bool:

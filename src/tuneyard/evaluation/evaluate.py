@@ -46,7 +46,7 @@ class EvaluationResult:
     `test_functions`, and `fresh_head` for classification/regression."""
 
 
-def _check_examples(task_type: str, examples: Sequence[dict]) -> None:
+def _check_examples(task_type: str, examples: Sequence[dict], technique: str = "SFT") -> None:
     if task_type not in TASK_TYPES:
         raise ValueError(f"unknown task type {task_type!r}; "
                          f"expected one of {', '.join(TASK_TYPES)}")
@@ -55,7 +55,10 @@ def _check_examples(task_type: str, examples: Sequence[dict]) -> None:
     for number, example in enumerate(examples, start=1):
         if not isinstance(example, dict):
             raise ValueError(f"test example {number} is not an object")
-        if task_type == "text-generation":
+        if technique == "DPO":
+            ok = all(key in example for key in ("prompt", "chosen", "rejected"))
+            needed = "prompt, chosen and rejected"
+        elif task_type == "text-generation":
             ok = "messages" in example or ("prompt" in example and "completion" in example)
             needed = "prompt and completion, or messages"
         else:
@@ -79,11 +82,20 @@ def _finite(value):
 
 def _predict(*, model_dir: str, task_type: str, examples: list[dict], labels, multi_label: bool,
              generate_samples: int, max_seq_length: int, batch_size: int,
-             base_model_path: str | None) -> tuple[list[dict], dict, dict]:
+             base_model_path: str | None, technique: str = "SFT") -> tuple[list[dict], dict, dict]:
     """(rows, metrics as floats, details) for the task. Heavy imports happen here."""
     from tuneyard.evaluation import loading
 
     loading.quiet_libraries()
+    if technique == "DPO":
+        from tuneyard.evaluation.preference import evaluate_preferences
+
+        model, tokenizer = loading.load_causal_lm(model_dir, base_model_path=base_model_path)
+        return evaluate_preferences(
+            model=model, tokenizer=tokenizer, examples=examples,
+            generate_samples=generate_samples, max_seq_length=max_seq_length,
+            batch_size=batch_size,
+        )
     if task_type == "text-generation":
         from tuneyard.evaluation.textgen import evaluate_text_generation
 
@@ -130,26 +142,33 @@ def evaluate_checkpoint(
     batch_size: int = 8,
     base_model_path: str | None = None,
     test_function_timeout_s: float = 5.0,
+    technique: str = "SFT",
+    reward: dict[str, float] | None = None,
 ) -> EvaluationResult:
     """Evaluate `model_dir` on `examples` (task-form records; see the module docstring).
 
     `labels` (classification, id order) default to the checkpoint's manifest
     or head; for a base model (the baseline) a fresh seeded head is made with
-    them. `base_model_path` locates a LoRA adapter's base. Raises ValueError for
+    them. `base_model_path` locates a LoRA adapter's base. A DPO job's examples are
+    preference pairs (`evaluation.preference`: preference accuracy); a GRPO job's
+    `reward` (function -> weight) adds the `reward` metric, the weighted sum of
+    those functions' means, which its functions are run for. Raises ValueError for
     a request that cannot be evaluated; a test function's failure never raises.
     """
     started = time.monotonic()
     examples = list(examples)
-    _check_examples(task_type, examples)
+    _check_examples(task_type, examples, technique)
     if batch_size < 1 or max_seq_length < 2:
         raise ValueError("batch_size must be >= 1 and max_seq_length >= 2")
     rows, values, details = _predict(
         model_dir=str(model_dir), task_type=task_type, examples=examples, labels=labels,
         multi_label=multi_label, generate_samples=generate_samples,
         max_seq_length=max_seq_length, batch_size=batch_size,
-        base_model_path=base_model_path,
+        base_model_path=base_model_path, technique=technique,
     )
-    summary = apply_test_functions(rows=rows, names=test_functions, home=Path(home),
+    weights = {name: w for name, w in (reward or {}).items() if w}
+    names = list(dict.fromkeys([*test_functions, *weights]))
+    summary = apply_test_functions(rows=rows, names=names, home=Path(home),
                                    timeout_s=test_function_timeout_s)
     aggregated = {name: format_metric(value) for name, value in values.items()}
     aggregated["num_examples"] = format_metric(len(rows))
@@ -161,6 +180,13 @@ def evaluate_checkpoint(
         # A custom function named like a metric must not overwrite it.
         key = name if name not in aggregated else f"test_function:{name}"
         aggregated[key] = format_metric(info["mean"])
+    if weights:
+        # As training rewards a completion: an unscored row adds 0 (training.reward).
+        scored = [row for row in rows if row.get("predicted_output") is not None]
+        values["reward"] = (sum(sum(w * (row["test_functions"].get(n) or 0.0)
+                                    for n, w in weights.items()) for row in scored)
+                            / len(scored)) if scored else math.nan
+        aggregated["reward"] = format_metric(values["reward"])
     if summary:
         details["test_functions"] = summary
     aggregated["eval_seconds"] = format_metric(time.monotonic() - started)

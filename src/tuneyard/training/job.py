@@ -57,6 +57,14 @@ class JobSpec:
     manifest, and early stopping on `loss` uses it). The worker turns it off: its
     evaluation process computes the same loss from each published checkpoint and
     records it on the checkpoint row, so the loop holds only for the host snapshot."""
+    technique: str = "SFT"
+    """SFT (supervised), DPO (`train_examples` are {prompt, chosen, rejected} records)
+    or GRPO (prompt/completion records; the completion is the expected output the
+    reward's test functions compare a generation with)."""
+    reward: dict[str, float] | None = None
+    """GRPO: test function name -> weight; a completion's reward is the weighted sum."""
+    functions_home: str | None = None
+    """GRPO: the tuneyard home whose test_functions/ holds the administrator's functions."""
 
 
 class TrainingEvents(Protocol):
@@ -86,6 +94,9 @@ class TrainingEvents(Protocol):
 
     # Optional: `should_pause() -> bool`, polled after `should_stop`; True publishes a
     # checkpoint at this step and stops (stop_reason "paused"), to be resumed from it.
+    # Optional: `metrics(step, values)`, the trainer's other logged numbers at a
+    # logging step (DPO reward accuracy and margins, GRPO mean reward); called
+    # from the training thread when the events object has it.
 
 
 class NullEvents:

@@ -10,8 +10,17 @@ from tuneyard.training.loop import RunContext
 from tuneyard.training.params import ParameterError, parse_parameters
 
 
-def _recipe(task_type: str):
-    if task_type == "text-generation":
+def _recipe(task_type: str, technique: str = "SFT"):
+    if technique in ("DPO", "GRPO") and task_type != "text-generation":
+        raise TrainingError(f"{technique} trains text-generation models, not {task_type}")
+    if technique == "DPO":
+        from tuneyard.training.recipes.preference import train
+    elif technique == "GRPO":
+        from tuneyard.training.recipes.grpo import train
+    elif technique != "SFT":
+        raise TrainingError(f"unknown training technique {technique!r}; expected SFT, DPO "
+                            "or GRPO")
+    elif task_type == "text-generation":
         from tuneyard.training.recipes.text_generation import train
     elif task_type in ("classification", "regression"):
         from tuneyard.training.recipes.sequence import train
@@ -47,7 +56,7 @@ def run_job(
         params = parse_parameters(spec.hyper_parameters)
     except ParameterError as exc:
         raise TrainingError(f"invalid hyper-parameters: {exc}") from exc
-    train = _recipe(spec.task_type)
+    train = _recipe(spec.task_type, spec.technique)
     if not spec.train_examples:
         raise TrainingError("the training set is empty: nothing to train on")
     if spec.model_path.startswith(("/", "~")) and not Path(spec.model_path).expanduser().exists():

@@ -91,6 +91,21 @@ class DbEvents:
                       data={"step": int(step), "train_loss": float(value)})
             session.commit()
 
+    def metrics(self, step: int, values: dict) -> None:
+        """The trainer's other numbers at a logging step (DPO reward accuracy and
+        margins, GRPO mean reward), kept like the loss points."""
+        with Session(self.engine) as session:
+            job = session.get(TrainingJob, self.job.id)
+            if job is None:
+                return
+            points = list(job.training_metrics or [])
+            points.append({"step": int(step), "timestamp": time.time(), **values})
+            if len(points) > MAX_LOSS_POINTS:
+                half = len(points) // 2
+                points = points[:half:2] + points[half:]
+            job.training_metrics = points
+            session.commit()
+
     def checkpoint(self, number: int, path: Path, manifest: dict) -> None:
         started = time.monotonic()
         prefix = keys.checkpoint_prefix(self.job, number=number)
@@ -159,7 +174,8 @@ def prepare_examples(*, session: Session, store: ArtifactStore, job: TrainingJob
         local = workdir / "data" / f"{role}-{dataset.filename}"
         store.download_to(dataset.storage_key, local)
         records = load_examples(local, filename=dataset.filename)
-        return to_task_examples(records, shape=dataset.shape, task_type=job.task_type), dataset
+        return to_task_examples(records, shape=dataset.shape, task_type=job.task_type,
+                                technique=job.training_technique or "SFT"), dataset
 
     train, train_ds = load(job.train_dataset_id, "train")
     test = load(job.test_dataset_id, "test")[0] if job.test_dataset_id else None
@@ -275,7 +291,9 @@ def main(job_id: str, worker_id: str) -> int:
                        hyper_parameters=job.hyper_parameters, labels=labels, multi_label=multi,
                        base_model_path=base_path, started_at=job.started_at,
                        # The evaluation process computes it from each published checkpoint.
-                       eval_loss_in_loop=False)
+                       eval_loss_in_loop=False,
+                       technique=job.training_technique or "SFT", reward=job.reward,
+                       functions_home=str(settings.home))
         events = DbEvents(engine=engine, store=store, job=job, workdir=workdir,
                           parent_pid=parent)
         emit(engine, job.id, "started",

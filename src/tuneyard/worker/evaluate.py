@@ -125,6 +125,7 @@ def evaluate_target(*, settings, session: Session, store: ArtifactStore, job: Tr
             max_seq_length=params.max_seq_length,
             batch_size=params.per_device_eval_batch_size,
             base_model_path=test_set.base_path,
+            technique=job.training_technique or "SFT", reward=job.reward,
         )
         number = None if baseline else int(target)
         results_key = keys.results_key(job, number=number)
