@@ -64,7 +64,7 @@ def test_files_upload_list_retrieve_content_delete(oa, client):
     assert error_of(exc)["code"] == "file_not_found"
 
 
-@pytest.mark.parametrize(("text", "name", "purpose", "param", "words"), [
+BAD_UPLOADS = [  # (text, file name, purpose, param, words in the message)
     (CHAT, "chat.jsonl", "assistants", "purpose", "fine-tune"),
     ('{"prompt": "hello", "completion": {"x": 1}}\n', "bad.jsonl", "fine-tune", "file",
      "chat format"),
@@ -72,13 +72,17 @@ def test_files_upload_list_retrieve_content_delete(oa, client):
     ("not json\n", "bad.jsonl", "fine-tune", "file", "line 1"),
     (PREFERENCE.replace("preferred_output\": [", "preferred_output\": 3, \"x\": ["),
      "pref.jsonl", "fine-tune", "file", "preferred_output"),
-])
-def test_bad_uploads_are_openai_shaped_400(oa, text, name, purpose, param, words):
-    with pytest.raises(openai.BadRequestError) as exc:
-        upload(oa, text, name, purpose)
-    error = error_of(exc)
-    assert error["type"] == "invalid_request_error" and error["param"] == param
-    assert words in error["message"]
+]
+
+
+def test_bad_uploads_are_openai_shaped_400(oa):
+    for text, name, purpose, param, words in BAD_UPLOADS:
+        with pytest.raises(openai.BadRequestError) as exc:
+            upload(oa, text, name, purpose)
+        error = error_of(exc)
+        assert error["type"] == "invalid_request_error" and error["param"] == param, error
+        assert words in error["message"], error
+    assert list(oa.files.list()) == []  # nothing was kept
 
 
 def test_job_with_auto_hyperparameters_shows_resolved_values(oa, client):
@@ -137,7 +141,7 @@ def test_jobs_list_pages_newest_first(oa):
     assert [j.id for j in oa.fine_tuning.jobs.list()] == ids[::-1]
 
 
-@pytest.mark.parametrize(("change", "status", "param", "code"), [
+BAD_JOBS = [  # (change to a good body, status, param, code or None)
     ({"training_file": "ds-missing"}, 400, "training_file", "invalid_training_file"),
     ({"validation_file": "ds-missing"}, 400, "validation_file", "invalid_validation_file"),
     ({"model": "gpt-4o-mini"}, 400, "model", "model_not_available"),
@@ -151,16 +155,19 @@ def test_jobs_list_pages_newest_first(oa):
     ({"method": {"type": "magic"}}, 400, "method.type", None),
     ({"suffix": "no spaces"}, 400, "suffix", None),
     ({"metadata": {"tuneyard.max_seq_length": "2"}}, 400, "hyperparameters", None),
-])
-def test_bad_jobs_are_openai_shaped_4xx(oa, change, status, param, code):
-    body = {"model": "tuneyard-tiny-chat", "training_file": upload(oa).id, **change}
-    with pytest.raises(openai.APIStatusError) as exc:
-        oa.fine_tuning.jobs.create(**body)
-    assert exc.value.status_code == status
-    error = error_of(exc)
-    assert error["param"] == param, error
-    if code:
-        assert error["code"] == code
+]
+
+
+def test_bad_jobs_are_openai_shaped_4xx(oa):
+    good = {"model": "tuneyard-tiny-chat", "training_file": upload(oa).id}
+    for change, status, param, code in BAD_JOBS:
+        with pytest.raises(openai.APIStatusError) as exc:
+            oa.fine_tuning.jobs.create(**{**good, **change})
+        assert exc.value.status_code == status, change
+        error = error_of(exc)
+        assert error["param"] == param, (change, error)
+        assert code is None or error["code"] == code, (change, error)
+    assert list(oa.fine_tuning.jobs.list()) == []  # nothing was created
 
 
 def test_unknown_job_model_and_key_are_openai_shaped(oa, client, anon):

@@ -51,6 +51,15 @@ def test_train_watch_list_download(user):
 
     checkpoints = cli.ok("checkpoints", "list", job, "--json").json()
     assert [c["checkpoint"] for c in checkpoints] == list(range(1, len(checkpoints) + 1))
+
+    # The job's events; --follow returns at once for an ended job.
+    logs = cli.ok("jobs", "logs", job, "--follow").out
+    for words in ("created", "claimed by worker", "training started on",
+                  "checkpoint 1 published at step", "job succeeded"):
+        assert words in logs, logs
+    events = [json.loads(line) for line in cli.ok("jobs", "logs", job, "--json").out.splitlines()]
+    assert [e["kind"] for e in events][:3] == ["created", "claimed", "started"]
+    assert [e["id"] for e in events] == sorted(e["id"] for e in events)
     assert "★" in cli.ok("checkpoints", "list", job).out
 
     out_dir = cli.home / "ckpt"

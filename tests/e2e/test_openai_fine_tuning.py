@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.e2e]
 
-LETTERS = "abcdefghijklmnop"
+LETTERS = "abcdefghijklmnopqrstuvwxyz01234567"  # 34 records
 CHAT = "".join(json.dumps({"messages": [
     {"role": "user", "content": f"say {c}"},
     {"role": "assistant", "content": f"{c}{c}{c}"}]}) + "\n" for c in LETTERS)
@@ -58,8 +58,9 @@ def test_fine_tune_poll_and_chat_with_the_result(oa, training_file, emissary):
     job = oa.fine_tuning.jobs.create(model="tuneyard-tiny-chat", training_file=training_file.id,
                                      suffix="letters", seed=3, metadata=QUICK,
                                      hyperparameters={"n_epochs": "auto", "batch_size": "auto"})
-    # 16 records: 6 epochs of batches of 4 (the documented "auto" rule).
-    assert (job.hyperparameters.n_epochs, job.hyperparameters.batch_size) == (6, 4)
+    # 34 records: 3 epochs see 102 >= 100 examples, so 3; batches of 8 <= 34 / 4 (the
+    # documented "auto" rule).
+    assert (job.hyperparameters.n_epochs, job.hyperparameters.batch_size) == (3, 8)
     seen: dict[str, object] = {}
     deadline = time.monotonic() + 150
     while job.status not in FINAL and time.monotonic() < deadline:
@@ -81,7 +82,7 @@ def test_fine_tune_poll_and_chat_with_the_result(oa, training_file, emissary):
     assert job.finished_at and job.trained_tokens is None
 
     listed = checkpoints(oa, job.id)
-    assert len(listed) == 6  # one per epoch
+    assert len(listed) == 3  # one per epoch
     steps = [c.step_number for c in listed]
     assert steps == sorted(set(steps))
     for c in listed:
@@ -95,7 +96,7 @@ def test_fine_tune_poll_and_chat_with_the_result(oa, training_file, emissary):
                                         messages=[{"role": "user", "content": "say c"}])
     assert answer.model == job.fine_tuned_model
     assert isinstance(answer.choices[0].message.content, str)
-    early = listed[1].fine_tuned_model_checkpoint
+    early = listed[0].fine_tuned_model_checkpoint
     text = oa.completions.create(model=early, prompt="say d", max_tokens=3)
     assert text.model == early and isinstance(text.choices[0].text, str)
 
@@ -113,8 +114,8 @@ def test_fine_tune_poll_and_chat_with_the_result(oa, training_file, emissary):
 
 def test_pause_resume_keeps_checkpoints_contiguous_then_cancel(oa, training_file):
     job = oa.fine_tuning.jobs.create(model="tuneyard-tiny-chat", training_file=training_file.id,
-                                     metadata=QUICK, hyperparameters={"n_epochs": 40,
-                                                                      "batch_size": 4})
+                                     metadata=QUICK, hyperparameters={"n_epochs": 20,
+                                                                      "batch_size": 8})
     wait(oa, job.id, FINAL, until=lambda j: j.status == "running" and checkpoints(oa, j.id))
     paused = oa.fine_tuning.jobs.pause(job.id)
     assert paused.status in ("running", "paused")

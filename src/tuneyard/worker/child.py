@@ -312,9 +312,10 @@ def main(job_id: str, worker_id: str) -> int:
                    error=policy.timeout_reason(parse_parameters(job.hyper_parameters)
                                                .timeout_seconds))
         elif summary["stop_reason"] == "paused":
-            # Paused after publishing its checkpoint: resume continues from it.
-            record(engine, job_id, status=JobStatus.PAUSED, pause_requested=False,
-                   worker_id=None, heartbeat_at=None)
+            # Paused after publishing its checkpoint: resume continues from it. The
+            # claim stays until resume, so the worker lets evaluations finish as after
+            # any recorded end.
+            record(engine, job_id, status=JobStatus.PAUSED, pause_requested=False)
         elif summary["stopped"] and not early:
             record(engine, job_id, status=JobStatus.CANCELLED, finished_at=now())
         else:  # finished, or stopped early because the metric stopped improving
