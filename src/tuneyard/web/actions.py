@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import APIRouter, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from tuneyard.api.deps import SessionDep, StoreDep, plausible_id
 from tuneyard.api.forward import call_model, stream_model
