@@ -8,7 +8,7 @@ a checkpoint's results and filter them to the failures; compare two
 checkpoints; deploy; chat in the playground and watch the answer stream in;
 another user's project is a 404; sign out and be refused.
 
-`TUNEYARD_SCREENSHOTS=docs` saves the main pages as PNGs there (the README's).
+`DASHBOARD_SCREENSHOTS=docs` saves the main pages as PNGs there (the README's).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-sync", "--no-first-run"]
 VENDOR = Path(__file__).resolve().parents[2] / "src/tuneyard/web/static/vendor"
 ROWS = [{"prompt": f"say {c}:", "completion": f" {c}{c}{c}"} for c in "abcdefghijklmnopqrst"]
-SHOTS = os.environ.get("TUNEYARD_SCREENSHOTS")
+SHOTS = os.environ.get("DASHBOARD_SCREENSHOTS")
 
 
 @pytest.fixture(scope="module")
