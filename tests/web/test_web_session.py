@@ -21,6 +21,7 @@ def sign_in(web, key: str = ADMIN_KEY):
     return web.post("/login", data={"api_key": key, "next": "/"}, follow_redirects=False)
 
 
+
 def csrf_of(web) -> str:
     page = web.get("/")
     return re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
