@@ -94,6 +94,16 @@ def wait_for(predicate, timeout_s: float, what: str, every_s: float = 0.3):
         time.sleep(every_s)
 
 
+def fits_at_laptop_and_wide_screens(page) -> None:
+    """No sideways scrolling of the page at 1280 px or 1920 px (wide tables scroll
+    inside their own box)."""
+    for width, height in ((1280, 800), (1920, 1080)):
+        page.set_viewport_size({"width": width, "height": height})
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{overflow}px wider than a {width}px window at {page.url}"
+    page.set_viewport_size({"width": 1440, "height": 900})
+
+
 def test_the_dashboard_end_to_end(server, page, tmp_path):
     try:
         story(server, page, tmp_path)
@@ -146,6 +156,7 @@ def story(server, page, tmp_path):
     page.wait_for_url("**/jobs/tr-*")
     job_url = page.url
     page.evaluate("window.__sameDocument = true")
+    charts_height = page.locator("#charts").bounding_box()["height"]
 
     # The loss curve gains points in this same document (no reload) while it trains.
     points = page.locator("#charts")
@@ -160,6 +171,8 @@ def story(server, page, tmp_path):
     assert seen[0] < seen[-1] and seen[-1] >= 10, seen
     assert page.evaluate("window.__sameDocument") is True
     assert page.locator("#loss-chart canvas").count() == 1
+    # The curves filled in without moving anything below them.
+    assert page.locator("#charts").bounding_box()["height"] == charts_height
 
     # The checkpoint table fills with test results (htmx refreshes it in place).
     table = page.locator("#checkpoints")
@@ -170,6 +183,7 @@ def story(server, page, tmp_path):
     assert table.locator("tr.best").count() == 1
     wait_for(lambda: page.locator("#metric-select option").count() > 0, 10, "metric curves")
     shot(page, "job")
+    fits_at_laptop_and_wide_screens(page)
 
     # A checkpoint's per-example results, then only its failures.
     table.locator("tr[data-checkpoint='2'] a", has_text="results").click()
@@ -194,6 +208,7 @@ def story(server, page, tmp_path):
     assert "Predicted (checkpoint 1)" in page.locator("#results thead").inner_text()
     assert page.locator("#results tbody tr").count() == total
     shot(page, "results")
+    fits_at_laptop_and_wide_screens(page)
 
     # Deploy the best checkpoint and chat with it; the answer streams in.
     page.goto(job_url)
