@@ -227,6 +227,10 @@ def story(server, page, tmp_path):
     assert int(answer.get_attribute("data-pieces")) >= 2
     shot(page, "playground")
 
+    page.goto(project_url)
+    assert page.locator("#dp-h + table tbody tr").count() == 1
+    shot(page, "project")
+
     # Another user's project is a 404, in the browser too.
     other_key = subprocess.run([str(TUNEYARD_BIN), "keys", "create", "--name", "other"],
                                env=server.env, capture_output=True, text=True,

@@ -162,9 +162,10 @@ async def create_job(request: Request, project: WebProject, viewer: CsrfUser, db
         message = exc.message if isinstance(exc, TuneyardError) else str(exc)
         page = new_job_page(request, project, viewer, db, from_job=None, checkpoint=None,
                             dataset=None)
-        page.context["error"] = message
-        page.context["filled"] = dict(form)
-        return render(request, "job_new.html", status_code=400, **page.context)
+        context = {k: v for k, v in page.context.items() if k not in ("request", "viewer")}
+        return render(request, "job_new.html", status_code=400,
+                      **{**context, "error": message, "filled": {
+                          **dict(form), "test_functions": form.getlist("test_functions")}})
     return _see(f"/projects/{project.id}/jobs/{job.id}", db)
 
 
