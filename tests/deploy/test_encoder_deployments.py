@@ -49,6 +49,15 @@ def test_embedding_base_model(client, project, deploy):
     resp = client.post(base + "/completions", json={"prompt": "x"})
     assert resp.status_code == 400 and "embedding" in resp.json()["error"]
 
+    # The dashboard's playground: the same model, the same cosine.
+    from tests.web.signin import sign_in
+
+    play = f"/projects/{project['id']}/deployments/{dep['id']}/try/embed"
+    resp = client.post(play, json={"text": "a cat sits", "text2": "a kitten is sitting"},
+                       headers={"X-CSRF-Token": sign_in(client)})
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"cosine": pytest.approx(cosine, abs=1e-5), "dimensions": len(a)}
+
 
 def test_trained_classifier_answers_what_its_evaluation_predicted(client, project, worker,
                                                                   deploy):
@@ -81,6 +90,14 @@ def test_trained_classifier_answers_what_its_evaluation_predicted(client, projec
         assert resp.status_code == 200, resp.text
         assert resp.json()["response"] == label
         assert sum(resp.json()["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+    # The dashboard's playground answers the same, with a score per label.
+    from tests.web.signin import sign_in
+
+    play = f"/projects/{project['id']}/deployments/{dep['id']}/try/classify"
+    text, label = next(iter(predicted.items()))
+    resp = client.post(play, json={"text": text}, headers={"X-CSRF-Token": sign_in(client)})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["label"] == label and set(resp.json()["scores"]) == {"pos", "neg"}
     v2 = client.post("/v1/classification", json={"model": "sentiment", "input": "great film",
                                                   "data_format": "probs"})
     assert set(v2.json()["data"][0]["probs"]) == {"pos", "neg"}

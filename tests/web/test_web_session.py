@@ -21,6 +21,7 @@ def sign_in(web, key: str = ADMIN_KEY):
     return web.post("/login", data={"api_key": key, "next": "/"}, follow_redirects=False)
 
 
+
 def csrf_of(web) -> str:
     page = web.get("/")
     return re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
@@ -86,3 +87,43 @@ def test_another_users_project_is_404_and_sign_out_ends_the_session(web, app):
     assert web.get(f"/projects/{theirs}", follow_redirects=False).status_code == 303
     sign_in(web, other_key)
     assert "theirs" in web.get(f"/projects/{theirs}").text
+
+
+def _pending_job(client) -> tuple[str, str]:
+    """A project with a Pending job (no worker runs in these tests)."""
+    project = client.post("/v1/projects", json={"name": "jobs"}, headers={
+        "X-API-Key": ADMIN_KEY}).json()["id"]
+    rows = "".join(f'{{"prompt": "say {c}:", "completion": " {c}{c}"}}\n' for c in "abcdef")
+    dataset = client.post(f"/v1/projects/{project}/datasets", files={"file": ("a.jsonl", rows)},
+                          headers={"X-API-Key": ADMIN_KEY}).json()["id"]
+    return project, dataset
+
+
+def test_new_job_form_starts_a_job_or_names_the_bad_field(web):
+    project, dataset = _pending_job(web)
+    sign_in(web)
+    token = csrf_of(web)
+    form = web.get(f"/projects/{project}/jobs/new?dataset={dataset}").text
+    assert 'value="tuneyard-tiny-lm"' in form and f'value="{dataset}" selected' in form
+    assert 'id="p_learning_rate"' in form and 'max="10"' in form  # bounds from the reference
+    bad = web.post(f"/projects/{project}/jobs", data={
+        "csrf": token, "base_model": "tuneyard-tiny-lm", "train_dataset_id": dataset,
+        "p_learning_rate": "20", "test_functions": ["rouge_l", "chrf"]})
+    assert bad.status_code == 400 and "learning_rate" in bad.text
+    assert 'value="20"' in bad.text  # what was typed stays in the form
+    assert 'value="chrf" checked' in bad.text and 'value="rouge_l" checked' in bad.text
+    res = web.post(f"/projects/{project}/jobs", data={
+        "csrf": token, "base_model": "tuneyard-tiny-lm", "train_dataset_id": dataset,
+        "p_num_train_epochs": "2", "p_use_lora": "false", "test_functions": "exact_match"},
+        follow_redirects=False)
+    assert res.status_code == 303, res.text
+    job_id = res.headers["location"].rsplit("/", 1)[1]
+    job = web.get(f"/v1/projects/{project}/training-jobs/{job_id}",
+                  headers={"X-API-Key": ADMIN_KEY}).json()
+    assert job["status"] == "Pending" and job["hyper_parameters"]["num_train_epochs"] == 2
+    assert job["test_functions"] == ["exact_match"]
+    # Cancel from the job page: a Pending job is Cancelled at once.
+    page = web.get(res.headers["location"]).text
+    assert 'id="cancel-job"' in page
+    web.post(res.headers["location"] + "/cancel", data={"csrf": token})
+    assert "Cancelled" in web.get(res.headers["location"]).text

@@ -410,6 +410,10 @@ def _goodbye(server: Server, run: Tour, *, keep: bool) -> None:
     out.print("Try next, by hand:")
     for command in commands:
         out.print(f"  {command}", markup=False)
+    if server.process is None or keep:
+        # The dashboard (tuneyard.web) signs in with the same key as `tuneyard login`.
+        out.print(f"Or watch it all in a browser: {server.url}/ (the dashboard; sign in "
+                  f"with the API key {key})", markup=False)
     if server.process is None:
         out.print(f"The server at {server.url} was already running; it keeps running.")
     elif keep:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fastapi import APIRouter, Request, UploadFile
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from tuneyard.api.deps import SessionDep, StoreDep, plausible_id
 from tuneyard.api.forward import call_model, stream_model
@@ -36,7 +37,11 @@ from tuneyard.web.pages import new_job_page, parameter_fields
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 
-def _see(url: str) -> RedirectResponse:
+def _see(url: str, db=None) -> RedirectResponse:
+    """303 to `url`, committing first: the browser follows the redirect at once, and
+    the request's session would otherwise commit only as the response goes out."""
+    if db is not None:
+        db.commit()
     return RedirectResponse(url, status_code=303)
 
 
@@ -79,7 +84,7 @@ def logout(viewer: CsrfUser):
 async def create_project(request: Request, viewer: CsrfUser, db: SessionDep):
     name = str((await request.form()).get("name") or "").strip() or None
     project = project_service.create_project(session=db, owner=viewer.user, name=name)
-    return _see(f"/projects/{project.id}")
+    return _see(f"/projects/{project.id}", db)
 
 
 @router.post("/projects/{project_id}/datasets")
@@ -100,6 +105,7 @@ async def upload_dataset(request: Request, project: WebProject, viewer: CsrfUser
         )
     finally:
         await form.close()
+    db.commit()
     return JSONResponse({"id": dataset.id,
                          "url": f"/projects/{project.id}/datasets/{dataset.id}"},
                         status_code=201)
@@ -156,10 +162,11 @@ async def create_job(request: Request, project: WebProject, viewer: CsrfUser, db
         message = exc.message if isinstance(exc, TuneyardError) else str(exc)
         page = new_job_page(request, project, viewer, db, from_job=None, checkpoint=None,
                             dataset=None)
-        page.context["error"] = message
-        page.context["filled"] = dict(form)
-        return render(request, "job_new.html", status_code=400, **page.context)
-    return _see(f"/projects/{project.id}/jobs/{job.id}")
+        context = {k: v for k, v in page.context.items() if k not in ("request", "viewer")}
+        return render(request, "job_new.html", status_code=400,
+                      **{**context, "error": message, "filled": {
+                          **dict(form), "test_functions": form.getlist("test_functions")}})
+    return _see(f"/projects/{project.id}/jobs/{job.id}", db)
 
 
 @router.post("/projects/{project_id}/jobs/{job_id}/cancel")
@@ -167,7 +174,7 @@ def cancel_job(job_id: str, project: WebProject, viewer: CsrfUser, db: SessionDe
     plausible_id(job_id, "training job")
     job = job_service.get_job(session=db, project=project, job_id=job_id)
     job_service.cancel_job(session=db, job=job)
-    return _see(f"/projects/{project.id}/jobs/{job.id}")
+    return _see(f"/projects/{project.id}/jobs/{job.id}", db)
 
 
 # -- deployments ------------------------------------------------------------------------
@@ -183,8 +190,8 @@ async def deploy_checkpoint(request: Request, job_id: str, number: int, project:
                             server_type=str(form.get("server_type") or "") or None)
     row = deployment_service.create_deployment(session=db, settings=request.app.state.settings,
                                                project=project, user=viewer.user, body=body)
-    db.commit()  # the deployment manager's loop loads Pending deployments
-    return _see(f"/projects/{project.id}/deployments/{row.id}")
+    # Committed before the redirect; the deployment manager's loop loads Pending ones.
+    return _see(f"/projects/{project.id}/deployments/{row.id}", db)
 
 
 def _deployment(db, project, deployment_id: str):
@@ -205,7 +212,7 @@ async def deployment_action(request: Request, deployment_id: str, action: str,
                                                        deployment=row)
     else:
         raise InvalidInput(f"unknown action {action!r}: cancel or reactivate")
-    return _see(f"/projects/{project.id}/deployments/{row.id}")
+    return _see(f"/projects/{project.id}/deployments/{row.id}", db)
 
 
 # -- the playground ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ from fastapi.templating import Jinja2Templates
 from tuneyard import __version__
 from tuneyard.errors import TuneyardError
 from tuneyard.web.auth import SignInRequired
+from tuneyard.web.views import lower_is_better
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -42,6 +43,7 @@ def _metric(value) -> str:
 templates.env.filters["when"] = _when
 templates.env.filters["metric"] = _metric
 templates.env.globals["version"] = __version__
+templates.env.globals["lower_is_better"] = lower_is_better
 templates.env.globals["vendor_ready"] = lambda: all((VENDOR / f).exists() for f in VENDOR_FILES)
 
 

@@ -170,8 +170,10 @@ def download_checkpoint(request: Request, job_id: str, number: int, project: Web
 @router.get("/projects/{project_id}/jobs/{job_id}/checkpoints/{number}/results")
 def results_page(request: Request, job_id: str, number: int, project: WebProject,
                  viewer: WebUser, db: SessionDep, store: StoreDep,
-                 failures: bool = False, against: int | None = Query(None, ge=0)):
+                 failures: bool = False, against: str | None = None):
     job, checkpoints = _job(db, project, job_id)
+    # The form sends `against=` for "compare with nothing".
+    against = int(against) if against and against.isdigit() else None
     document = _evaluation(db, job, number)
     rows = views.read_rows(store, document)
     if rows is None:

@@ -26,7 +26,13 @@ from tuneyard.tables import Checkpoint, Dataset, TrainingJob
 PREVIEW_RECORDS = 5
 MAX_RESULT_ROWS = 2000  # rows rendered on a results page; the download has them all
 # Metrics that describe the run rather than the model: shown, never plotted or ranked.
-BOOKKEEPING = ("num_examples", "eval_seconds")
+BOOKKEEPING = ("num_examples", "eval_seconds", "generated_samples")
+LOWER_IS_BETTER = ("loss", "perplexity", "mae", "mse", "error", "seconds")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of `metric` is the better one (colours the deltas)."""
+    return any(word in metric for word in LOWER_IS_BETTER)
 
 
 # -- datasets ---------------------------------------------------------------------------

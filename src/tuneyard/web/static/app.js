@@ -120,6 +120,8 @@ function setupCharts() {
     document.getElementById("job-points").textContent =
       `${data.train[0].length} loss points · ${data.checkpoints} checkpoints · ${data.tested} tested`;
     box.dataset.points = String(data.train[0].length);
+    const cancel = document.getElementById("cancel-job");
+    if (cancel && ["Success", "Failed", "TimedOut", "Cancelled"].includes(data.status)) cancel.hidden = true;
     if (!data.final) setTimeout(poll, 1500);
   }
   new ResizeObserver(() => {
@@ -221,7 +223,12 @@ function setupPlayground() {
       try {
         const response = await post(base + "chat", { messages, ...sampling(box) });
         if (!response.ok) throw new Error(await errorText(response));
-        await readStream(response, (text) => { answer.textContent += text; log.scrollTop = log.scrollHeight; });
+        let pieces = 0;
+        await readStream(response, (text) => {
+          answer.textContent += text;
+          answer.dataset.pieces = String(++pieces);  // how many streamed deltas made it
+          log.scrollTop = log.scrollHeight;
+        });
         messages.push({ role: "assistant", content: answer.textContent });
       } catch (e) { fail(e); }
       answer.setAttribute("aria-busy", "false");
