@@ -13,9 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from tuneyard.api.deps import CurrentUser, SessionDep, SettingsDep, StoreDep
+from tuneyard.api.guard import accepts_upload
 from tuneyard.api.routes import inference
-from tuneyard.api.routes.datasets import MULTIPART_OVERHEAD
-from tuneyard.errors import PayloadTooLarge
 from tuneyard.schemas import (
     InferenceChatRequest,
     InferenceCompletionRequest,
@@ -43,13 +42,9 @@ def page(data: list, has_more: bool) -> dict:
 # -- files ----------------------------------------------------------------------
 
 @router.post("/files")
+@accepts_upload  # the request guard counts the body against the upload limit as it streams
 async def create_file(request: Request, session: SessionDep, store: StoreDep,
                       settings: SettingsDep, user: CurrentUser) -> dict:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and \
-            int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
-        raise PayloadTooLarge(f"file: upload of {declared} bytes exceeds the limit of "
-                              f"{settings.max_upload_bytes} bytes (TUNEYARD_MAX_UPLOAD_BYTES)")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise OpenAIError("body must be multipart/form-data with 'file' and 'purpose' fields",
                           param="file")
