@@ -98,7 +98,7 @@ async def list_checkpoints(
     def answer() -> bytes:
         session = Session(request.app.state.engine, expire_on_commit=False)
         try:
-            user = current_user(session=session, key=key, token=token)
+            user = current_user(request=request, session=session, key=key, token=token)
             project = project_of(project_id=project_id, session=session, user=user)
             plausible_id(training_job_id, "training job")
             job = listing.listed_job(session=session, project=project, job_id=training_job_id)
