@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from tests.conftest import ADMIN_KEY
 
 CHUNK = 64 * 1024
@@ -126,3 +128,50 @@ def test_requests_within_limits_still_work(client, settings):
     resp = client.post("/v1/projects", json={"name": "n" * 100})
     assert resp.status_code == 201, resp.text
     assert client.get("/healthz").status_code == 200
+
+
+def _uvicorn(app):
+    """The app under a real uvicorn on a free port, in a thread; (server, port)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    return server, thread, server.servers[0].sockets[0].getsockname()[1]
+
+
+def test_over_a_real_socket_the_refused_body_is_never_read(app, settings):
+    """Over HTTP/1.1 with chunked transfer: the 401 and the 413 come back after the
+    first chunk, and the server closes the connection instead of reading the rest."""
+    import socket
+
+    settings.max_json_bytes = 100_000
+    server, thread, port = _uvicorn(app)
+    chunk = b"x" * 65536
+    framed = b"%x\r\n" % len(chunk) + chunk + b"\r\n"
+    try:
+        for key_header, status in ((b"", b"401"), (b"X-API-Key: " + ADMIN_KEY.encode()
+                                                   + b"\r\n", b"413")):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(b"POST /v1/projects HTTP/1.1\r\nHost: t\r\nContent-Type: "
+                             b"application/json\r\nTransfer-Encoding: chunked\r\n" + key_header
+                             + b"\r\n" + framed + framed)
+                head = sock.recv(65536)
+                assert head.startswith(b"HTTP/1.1 " + status), head[:200]
+                assert b"connection: close" in head.lower()
+                sent = 0
+                with pytest.raises(OSError):  # reset or broken pipe: nobody reads any more
+                    for _ in range(4096):  # 256 MiB, far beyond any socket buffer
+                        sock.sendall(framed)
+                        sent += len(chunk)
+                assert sent < 64 * 1024**2
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -9,6 +9,8 @@ examples per operation, generation only, derandomized) to stay in seconds.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
@@ -17,7 +19,7 @@ from tests.conftest import ADMIN_KEY, fresh_database_url, make_settings, serving
 
 pytestmark = pytest.mark.postgres
 
-EXAMPLES = 3
+EXAMPLES = int(os.environ.get("TUNEYARD_FUZZ_EXAMPLES", "3"))  # more for a deeper run
 
 
 def _schema():

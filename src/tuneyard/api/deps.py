@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from tuneyard.config import Settings
 from tuneyard.deploy.manager import DeploymentManager
@@ -31,6 +32,7 @@ def get_session(request: Request) -> Iterator[Session]:
     the response is sent (`scope="function"` below): a commit that fails is the
     request's error, never a 201 for a write that did not happen."""
     session = Session(request.app.state.engine, expire_on_commit=False)
+    request.state.session = session  # for `release_db`, before long waits
     try:
         yield session
         session.commit()
@@ -39,6 +41,15 @@ def get_session(request: Request) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+async def release_db(request: Request) -> None:
+    """Ends the request's transaction, giving its connection back to the pool, before
+    the route waits on something slow (a model's answer, a stream): no database
+    connection is held across model calls. The session stays usable."""
+    session = getattr(request.state, "session", None)
+    if session is not None and session.in_transaction():
+        await run_in_threadpool(session.commit)  # never a blocking call on the event loop
 
 
 def get_store(request: Request) -> ArtifactStore:

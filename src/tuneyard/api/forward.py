@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
+from tuneyard.api.deps import release_db
 from tuneyard.errors import InvalidInput, TuneyardError
 from tuneyard.serving.errors import ModelServerError, ModelServerRequestError
 from tuneyard.tables import Deployment
@@ -49,6 +50,7 @@ def _translate(exc: ModelServerError) -> TuneyardError:
 async def call_model(request: Request, row: Deployment, method: str, *args: Any,
                      **kwargs: Any) -> dict:
     check_task(row, method)
+    await release_db(request)  # a model call may take minutes (a load, then the answer)
     running = await request.app.state.deployments.client_for(row)
     try:
         return await getattr(running.client, method)(*args, **kwargs)
@@ -69,6 +71,7 @@ async def stream_model(request: Request, row: Deployment, messages: list[dict],
     still gets a plain 400 instead of a broken stream.
     """
     check_task(row, "chat" if method == "stream_chat" else "complete")
+    await release_db(request)  # a model call may take minutes (a load, then the answer)
     running = await request.app.state.deployments.client_for(row)
     events = getattr(running.client, method)(messages, **params).__aiter__()
     try:

@@ -64,11 +64,20 @@ def _requires_key(route: APIRoute) -> bool:
     return False
 
 
-def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
+def _has_body(scope: Scope) -> bool:
+    headers = {k.lower(): v for k, v in scope.get("headers", ())}
+    return b"transfer-encoding" in headers or headers.get(b"content-length", b"0").strip() \
+        not in (b"", b"0")
+
+
+def _error(scope: Scope, status: int, message: str, code: str | None = None) -> JSONResponse:
     body: dict[str, Any] = {"status": status, "error": message}
     if code:
         body["code"] = code
-    return JSONResponse(body, status_code=status)
+    # A body left unread: closing the connection keeps the server from reading
+    # (and discarding) the rest of it in order to reuse the connection.
+    headers = {"Connection": "close"} if _has_body(scope) else None
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class RequestGuard:
@@ -130,7 +139,7 @@ class RequestGuard:
         if route is not None and self.needs_key(route):
             problem = await self._authenticate(scope)
             if problem is not None:
-                await _error(401, problem)(scope, receive, send)
+                await _error(scope, 401, problem)(scope, receive, send)
                 return
         settings = scope["app"].state.settings
         if route is not None and getattr(route.endpoint, UPLOAD_MARK, False):
@@ -146,11 +155,11 @@ class RequestGuard:
         if declared is not None:
             text = declared.decode("latin-1").strip()
             if not text.isdigit():
-                await _error(400, "Content-Length: must be a number of bytes")(scope, receive,
-                                                                              send)
+                refusal = _error(scope, 400, "Content-Length: must be a number of bytes")
+                await refusal(scope, receive, send)
                 return
             if len(text) > 18 or int(text) > limit:
-                await _error(413, too_large, "payload_too_large")(scope, receive, send)
+                await _error(scope, 413, too_large, "payload_too_large")(scope, receive, send)
                 return
         await self._limited(scope, receive, send, limit=limit, message=too_large)
 
@@ -175,7 +184,7 @@ class RequestGuard:
             if state["over"] and msg["type"].startswith("http.response"):
                 if not state["started"]:
                     state["started"] = True
-                    await _error(413, message, "payload_too_large")(scope, receive, send)
+                    await _error(scope, 413, message, "payload_too_large")(scope, receive, send)
                 return  # the app's own answer to the cut body is dropped
             if msg["type"] == "http.response.start":
                 state["started"] = True
@@ -186,11 +195,11 @@ class RequestGuard:
         except BodyTooLarge:
             if not state["started"]:
                 state["started"] = True
-                await _error(413, message, "payload_too_large")(scope, receive, send)
+                await _error(scope, 413, message, "payload_too_large")(scope, receive, send)
             return
         except Exception:
             if state["over"] and not state["started"]:
                 state["started"] = True
-                await _error(413, message, "payload_too_large")(scope, receive, send)
+                await _error(scope, 413, message, "payload_too_large")(scope, receive, send)
                 return
             raise

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from tuneyard.api.deps import (
     CurrentUser,
@@ -82,7 +83,8 @@ async def cancel_deployment(deployment: DeploymentDep, session: SessionDep,
 async def reactivate_deployment(deployment: DeploymentDep, session: SessionDep,
                                 manager: ManagerDep, settings: SettingsDep,
                                 user: CurrentUser) -> Response:
-    check_deployments(session=session, settings=settings, user=user, exclude=deployment.id)
+    await run_in_threadpool(check_deployments, session=session, settings=settings, user=user,
+                            exclude=deployment.id)  # a DB read: off the event loop
     await service.reactivate_deployment(session=session, manager=manager, deployment=deployment)
     return Response(status_code=204)
 
