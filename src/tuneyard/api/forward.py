@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
+from sqlalchemy.orm import object_session
+from starlette.concurrency import run_in_threadpool
 
 from tuneyard.errors import InvalidInput, TuneyardError
 from tuneyard.serving.errors import ModelServerError, ModelServerRequestError
@@ -46,9 +48,20 @@ def _translate(exc: ModelServerError) -> TuneyardError:
     return ModelFailed(f"the model server failed: {exc.message}")
 
 
+async def release_session(row: Deployment) -> None:
+    """End the request's DB transaction before a model call or a stream: a
+    generation takes seconds (a stream, minutes) and must not hold a pooled
+    connection, or on SQLite a read snapshot, all that time. The request's
+    session is expire_on_commit=False, so `row` stays readable."""
+    session = object_session(row)
+    if session is not None:
+        await run_in_threadpool(session.commit)  # never a blocking DB call on the loop
+
+
 async def call_model(request: Request, row: Deployment, method: str, *args: Any,
                      **kwargs: Any) -> dict:
     check_task(row, method)
+    await release_session(row)
     running = await request.app.state.deployments.client_for(row)
     try:
         return await getattr(running.client, method)(*args, **kwargs)
@@ -69,6 +82,7 @@ async def stream_model(request: Request, row: Deployment, messages: list[dict],
     still gets a plain 400 instead of a broken stream.
     """
     check_task(row, "chat" if method == "stream_chat" else "complete")
+    await release_session(row)
     running = await request.app.state.deployments.client_for(row)
     events = getattr(running.client, method)(messages, **params).__aiter__()
     try:
