@@ -234,10 +234,12 @@ class Server:
 
 @contextlib.contextmanager
 def tuneyard_server(home: Path, *, log_path: Path, cpus: str | None = None,
-                    env: dict | None = None) -> Iterator[Server]:
-    """`tuneyard serve --no-worker` on `home`, on a free loopback port."""
+                    env: dict | None = None, worker: bool = False) -> Iterator[Server]:
+    """`tuneyard serve --no-worker` on `home`, on a free loopback port (with
+    `worker`, `tuneyard serve` with its embedded worker)."""
     port = free_port()
-    argv = [sys.executable, "-m", "tuneyard.cli", "serve", "--no-worker",
+    argv = [sys.executable, "-m", "tuneyard.cli", "serve",
+            "--worker" if worker else "--no-worker",
             "--host", "127.0.0.1", "--port", str(port)]
     with Process(pinned(argv, cpus), log_path=log_path,
                  env={**server_env(home), **(env or {})}) as proc:

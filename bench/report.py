@@ -17,6 +17,7 @@ FIGURES = {
     "P5": ("archive download (MB/s)", ">=", 0.8),
     "P6": ("completion latency (ms)", "<=", 1.10),
     "P7": ("list latency, large DB vs small DB (ms)", "<=", 2.0),
+    "P8": ("training steps/s under 32 API clients + a deployment, vs alone", ">=", 0.8),
 }
 
 HOW = {
@@ -62,6 +63,13 @@ HOW = {
           "(the user's project holds 100 jobs of 10 checkpoints in both; other users' "
           "projects fill the large one); one client alternates requests between them; "
           "per list, the median over pairs of large/small latency; the worst list counts.",
+    "P8": "`tuneyard serve` with its embedded worker trains the same tiny-LM job (600 "
+          "steps, batch 4, seed 7) alone, then while 32 clients (each pausing 0.5 s "
+          "between requests) list projects, jobs and datasets, create and delete "
+          "projects and ask a deployment of the first job for completions; steps/s from "
+          "the job's per-step loss timestamps (first to last point); ratio: loaded/alone. "
+          "Any 5xx, unexpected 4xx, transport error or lost write (a created project not "
+          "readable, a deleted one readable) makes the figure an error.",
 }
 
 

@@ -92,9 +92,13 @@ def server_env(
 
 
 def start_server(
-    home: Path, *, extra_env: dict[str, str] | None = None, timeout_s: float = 60.0
+    home: Path, *, extra_env: dict[str, str] | None = None, timeout_s: float = 60.0,
+    key: str | None = None,
 ) -> LiveServer:
     """Run `tuneyard serve` on a free port with `home` as TUNEYARD_HOME; wait for health.
+
+    `key` (default: a new one) is the admin key; pass the same one to restart
+    a server on the same home as the same user.
 
     Raises RuntimeError (with the server's stderr tail) if it exits or stays unhealthy.
     """
@@ -102,7 +106,7 @@ def start_server(
         raise RuntimeError(f"{TUNEYARD_BIN} not found; run `make setup`")
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    key = "ty-test-" + secrets.token_urlsafe(24)
+    key = key or "ty-test-" + secrets.token_urlsafe(24)
     env = server_env(home=home, port=port, key=key, extra=extra_env)
     cmd = [str(TUNEYARD_BIN), "serve", "--host", "127.0.0.1", "--port", str(port)]
     for log in ("server.stdout.log", "server.stderr.log"):

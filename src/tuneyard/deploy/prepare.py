@@ -35,7 +35,9 @@ class PrepareError(Exception):
 
 
 def resolve_source(source: str, *, home: Path) -> str:
-    code = ("import sys; from tuneyard.models.resolve import resolve_model_path; "
+    # It dies with the server (PR_SET_PDEATHSIG): a crash never leaves it running.
+    code = ("from tuneyard.processes import die_with_parent; die_with_parent(); "
+            "import sys; from tuneyard.models.resolve import resolve_model_path; "
             "print(resolve_model_path(sys.argv[1], home=__import__('pathlib').Path(sys.argv[2])))")
     result = subprocess.run([sys.executable, "-c", code, source, str(home)],
                             capture_output=True, text=True, timeout=600)
