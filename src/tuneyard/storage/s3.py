@@ -121,6 +121,7 @@ class S3Store(ArtifactStore):
         self.client = client or make_client()
         if check:
             self.check()
+            self._cleanup_quietly()
 
     @classmethod
     def from_url(cls, url: str, **kwargs) -> S3Store:
@@ -166,6 +167,16 @@ class S3Store(ArtifactStore):
             raise StoreUnavailable(f"S3 bucket check failed for {where}: {code} {exc}") from None
         except BotoCoreError as exc:
             raise StoreUnavailable(f"S3 is unusable for {where}: {exc}") from None
+
+    def _cleanup_quietly(self) -> None:
+        """On opening, as LocalStore does with its temp files; a server that
+        cannot list uploads (or a role not allowed to) is no reason to fail."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.cleanup_temp()
+        except (BotoCoreError, ClientError):
+            pass
 
     # -- the store interface -------------------------------------------------
     def _key(self, key: str) -> str:
