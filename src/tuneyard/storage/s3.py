@@ -13,9 +13,10 @@ Why it keeps the store contract without a rename:
 - Uploads are streamed: the source is read once, CHUNK_SIZE at a time, hashed
   (sha256) on the way, and cut into parts that boto3 uploads in parallel.
   Memory stays at about a dozen parts whatever the object's size (62 MiB
-  measured with 5 MiB parts for 120 and 300 MiB objects), never the whole object. Objects that fit in
-  one part go up as a single PUT carrying their sha256 as metadata; every
-  request also carries botocore's own integrity checksum.
+  measured with 5 MiB parts for 120 and 300 MiB objects), never the whole
+  object. Objects that fit in one part go up as a single PUT carrying their
+  sha256 as metadata; every request also carries botocore's own integrity
+  checksum.
 - A whole read is one GET of whichever version it finds. A ranged read pins
   the version its range was measured on (`If-Match`, and the response's ETag
   checked, since not every server honours If-Match on ranges) and measures
