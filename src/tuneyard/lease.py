@@ -64,6 +64,13 @@ def release(engine, *, name: str, holder: str) -> None:
         session.commit()
 
 
+def last_holder(engine, name: str) -> str | None:
+    """Who held the lease last, expired or not (None: nobody ever did)."""
+    with Session(engine) as session:
+        row = session.get(Lease, name)
+        return row.holder if row is not None else None
+
+
 def holder_of(engine, name: str) -> str | None:
     """Who holds the lease now (None: nobody, or it has expired)."""
     with Session(engine) as session:

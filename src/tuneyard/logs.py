@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 FORMAT_ENV = "TUNEYARD_LOG_FORMAT"
 TEXT_FORMAT = "%(asctime)s %(name)s %(message)s"
+_CHATTY = ("botocore", "boto3", "s3transfer", "urllib3")
 
 job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
 deployment_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
@@ -88,6 +89,8 @@ def configure(level: int = logging.INFO, *, stream=None) -> bool:
     In JSON mode every logger, uvicorn's included, goes through one handler.
     """
     stream = stream or sys.stderr
+    for name in _CHATTY:  # "found credentials in environment variables", per client
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     if not json_logs():
         logging.basicConfig(level=level, format=TEXT_FORMAT, stream=stream)
         return False

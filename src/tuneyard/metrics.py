@@ -6,7 +6,8 @@ Three sources end up in one exposition (`GET /metrics` on every API replica,
 - In-process metrics of this process (`METRICS`): request latencies by route
   template and status, claims, deployment loads and their durations.
 - Metrics of this process's children (training and evaluation processes):
-  checkpoint publish and evaluation durations, training steps. A child cannot
+  checkpoint publish and evaluation durations, training steps (counted at
+  each logging step, so `rate()` gives steps per second). A child cannot
   share memory with its worker, so it writes them with prometheus_client's
   multiprocess mode into a folder its worker made (`children_dir()`, passed as
   `PROMETHEUS_MULTIPROC_DIR`), and the worker's scrape reads that folder. A

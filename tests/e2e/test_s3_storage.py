@@ -57,7 +57,8 @@ def test_train_download_delete_on_s3(s3_live, s3_server, client, tmp_path):
                              train_dataset_id=dataset.id, train_test_split_ratio=0.2,
                              parameters={"num_train_epochs": 1, "learning_rate": 0.003,
                                          "per_device_train_batch_size": 8,
-                                         "max_seq_length": 64, "eval_generate_samples": 2})
+                                         "max_seq_length": 64, "eval_generate_samples": 2,
+                                         "logging_steps": 1})
     job = client.jobs.wait(project.id, job.id, poll_s=0.5, timeout_s=240)
     assert job.status == "Success", job
     deadline = time.monotonic() + 120
@@ -95,6 +96,7 @@ def test_train_download_delete_on_s3(s3_live, s3_server, client, tmp_path):
     assert samples["tuneyard_job_claims_total"] >= 1
     assert samples["tuneyard_checkpoint_publish_duration_seconds_count"] == 1
     assert samples["tuneyard_evaluation_duration_seconds_count"] == 1
+    assert samples["tuneyard_training_steps_total"] >= 1
     # JSON lines naming the job, from the server and from the training process.
     server_lines = [json.loads(line) for line in server.stderr_path.read_text().splitlines()]
     assert any(line.get("job_id") == job.id for line in server_lines)

@@ -21,9 +21,20 @@ def s3_bucket(s3_server) -> str:
 def store(request: pytest.FixtureRequest, tmp_path) -> ArtifactStore:
     """Each test using this runs once per implementation: one contract, three stores
     (S3 on a real SeaweedFS server, under a prefix of its own)."""
-    if request.param == "local":
+    return _open(request, request.param, tmp_path)
+
+
+@pytest.fixture(params=["local", "memory"])
+def served_store(request: pytest.FixtureRequest, tmp_path) -> ArtifactStore:
+    """For tests of what tuneyard serves from a store (on S3 clients get presigned
+    URLs instead, tested in test_s3_store.py)."""
+    return _open(request, request.param, tmp_path)
+
+
+def _open(request: pytest.FixtureRequest, kind: str, tmp_path) -> ArtifactStore:
+    if kind == "local":
         return LocalStore(tmp_path / "store")
-    if request.param == "s3":
+    if kind == "s3":
         from tuneyard.storage.s3 import S3Store
 
         server = request.getfixturevalue("s3_server")

@@ -19,6 +19,11 @@ SIZE = len(DATA)
 SHA = hashlib.sha256(DATA).hexdigest()
 
 
+@pytest.fixture
+def store(served_store):
+    return served_store
+
+
 def make_client(store: ArtifactStore, *, filename: str | None = "model.tar", sha256=SHA):
     async def download(request: Request):
         try:

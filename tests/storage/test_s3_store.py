@@ -119,3 +119,20 @@ def test_presigned_urls_serve_ranges_and_expire(small_parts):
     assert httpx.get(url.replace("000001", "000002")).status_code == 403  # signature covers key
     time.sleep(2.5)
     assert httpx.get(url).status_code == 403
+
+
+def test_uploads_hold_a_bounded_number_of_parts_in_memory(small_parts, monkeypatch):
+    import tracemalloc
+
+    from tuneyard.storage import s3
+
+    monkeypatch.setattr(s3, "MAX_CONCURRENCY", 2)
+    block = _pattern(MIB)
+    tracemalloc.start()
+    try:
+        info = small_parts.put("stream", (block for _ in range(80)))  # 80 MiB, 16 parts
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.size == 80 * MIB
+    assert peak < 50 * MIB, f"{peak / MIB:.0f} MiB held for an 80 MiB upload"

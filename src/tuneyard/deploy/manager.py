@@ -125,13 +125,18 @@ class DeploymentManager:
         if self.leader and time.monotonic() - self._renewed < RENEW_SECONDS:
             return True
         was_leader = self.leader
+        previous = None if was_leader else await run_in_threadpool(
+            lease.last_holder, self.engine, LEASE_NAME)
         self.leader = await run_in_threadpool(self._acquire)
         if self.leader:
             self._renewed = time.monotonic()
         if self.leader and not was_leader:
             METRICS.leader.inc()
             log.info("this replica (%s) now drives the deployment lifecycle", self.holder)
-            await run_in_threadpool(self._recover)
+            # The model servers left behind are the previous holder's: their
+            # process ids mean something only on its host.
+            same_host = previous is None or previous.partition(":")[0] == socket.gethostname()
+            await run_in_threadpool(self._recover, kill=same_host)
         elif was_leader and not self.leader:
             log.warning("lost the deployment-lifecycle lease; stopping this replica's servers")
             for dp_id in list(self.running):
@@ -156,16 +161,16 @@ class DeploymentManager:
         """The model server answering for a deployment, here or on the lease holder."""
         return self.running.get(dp_id) or self.remote.get(dp_id)
 
-    def _recover(self) -> None:
+    def _recover(self, *, kill: bool = True) -> None:
         """Model servers of a previous run of this server are orphans: stop them
-        (by their recorded pid, only if its start time still matches: a
-        recycled pid is never killed); their deployments load again (on-demand
+        (`kill`: they ran on this host; by their recorded pid, only if its start
+        time still matches: a recycled pid is never killed); their deployments load again (on-demand
         now, serverless on request), a load a crash interrupted included."""
         with Session(self.engine) as session:
             for row in session.scalars(select(Deployment).where(or_(
                     Deployment.loaded.is_(True), Deployment.server_pid.is_not(None),
                     Deployment.status == DeploymentStatus.DEPLOYING))):
-                if row.server_pid:
+                if row.server_pid and kill:
                     if stop_recorded_group(row.server_pid, row.server_identity, grace=1):
                         log.info("deployment %s: stopped the model server (pid %s) a "
                                  "previous run left", row.id, row.server_pid)

@@ -61,6 +61,7 @@ class DbEvents:
         self._last_poll = 0.0
         self._stop = False
         self._pause = False
+        self._last_step: int | None = None  # for the steps counter (metrics)
 
     def progress(self, percent: int) -> None:
         percent = max(self._progress, min(100, int(percent)))
@@ -73,6 +74,9 @@ class DbEvents:
             session.commit()
 
     def loss(self, step: int, value: float) -> None:
+        if self._last_step is not None and step > self._last_step:
+            metrics.count_training_steps(step - self._last_step)
+        self._last_step = step  # the first report is a baseline: a resumed job starts late
         with Session(self.engine) as session:
             job = session.get(TrainingJob, self.job.id)
             if job is None:
