@@ -1,4 +1,4 @@
-"""P8: a training job's speed while 32 clients work the API and a deployment
+"""P13: a training job's speed while 32 clients work the API and a deployment
 answers, against the same job alone; with zero 5xx and zero lost writes.
 
 One `tuneyard serve` as a user runs it (embedded worker, SQLite, local store)
@@ -222,12 +222,12 @@ def run(*, quick: bool, log_dir: Path) -> list[Result]:
     problems = (len(tally["5xx"]) + len(tally["transport_errors"]) + len(lost)
                 + len(tally["4xx"]))
     ratio = loaded_rate / alone_rate
-    print(f"  P8 steps/s alone {alone_rate:.2f}, under load {loaded_rate:.2f} "
+    print(f"  P13 steps/s alone {alone_rate:.2f}, under load {loaded_rate:.2f} "
           f"(ratio {ratio:.3f}); {requests} requests from {cfg['clients']} clients, "
           f"{len(tally['5xx'])} 5xx, {len(lost)} lost writes of {len(tally['projects'])}",
           flush=True)
     return [Result(
-        id="P8", measure="training steps/s with 32 API clients + a deployment, vs alone",
+        id="P13", measure="training steps/s with 32 API clients + a deployment, vs alone",
         unit="steps/s", tuneyard=loaded_rate, baseline=alone_rate, ratio=ratio,
         goal_op=">=", goal=0.8, baseline_name="the same job alone", details=details,
         error=(f"{problems} failed requests or lost writes: {details['examples']}"

@@ -17,7 +17,9 @@ FIGURES = {
     "P5": ("archive download (MB/s)", ">=", 0.8),
     "P6": ("completion latency (ms)", "<=", 1.10),
     "P7": ("list latency, large DB vs small DB (ms)", "<=", 2.0),
-    "P8": ("training steps/s under 32 API clients + a deployment, vs alone", ">=", 0.8),
+    "P8": ("evaluation latency, checkpoint published → test results (s)", "<=", 1.5),
+    "P10": ("cold start: serve → /healthz, deployment create → first token (s)", "<=", 1.5),
+    "P13": ("training steps/s under 32 API clients + a deployment, vs alone", ">=", 0.8),
 }
 
 HOW = {
@@ -32,8 +34,9 @@ HOW = {
           "(results.json adds the same ratio in CPU time, steadier on a busy machine).",
     "P2": "the same runs: tuneyard's time at the Trainer's save point (timed around "
           "`_maybe_log_save_evaluate` when it saves: the save and the `on_save` callbacks, "
-          "so everything the loop waits for, the eval loss on the 20 held-out examples "
-          "included) plus any wait of the next step for copies the publisher deferred, "
+          "so everything the loop waits for; as in the worker, the eval loss is not "
+          "computed in the loop but by the evaluation process) plus any wait of the "
+          "next step for copies the publisher deferred, "
           "against the bare loop's synchronous `safetensors` + `torch.save` of weights and "
           "AdamW state with fsync at the same step; the fastest of the 3 mid-run "
           "checkpoints on each side (a hold is mostly computation and a save mostly I/O, "
@@ -63,7 +66,19 @@ HOW = {
           "(the user's project holds 100 jobs of 10 checkpoints in both; other users' "
           "projects fill the large one); one client alternates requests between them; "
           "per list, the median over pairs of large/small latency; the worst list counts.",
-    "P8": "`tuneyard serve` with its embedded worker trains the same tiny-LM job (600 "
+    "P8": "the job's real evaluation process (`Worker._spawn_evaluation`, forked from the "
+          "forkserver that preloaded torch/transformers/peft), warm after the baseline, "
+          "for a Running job with an 8-example test set (4 generated) on P1's model; "
+          "checkpoints published one at a time with the worker's code; from the row's "
+          "commit until `test_status=done`, against the same `evaluate_checkpoint` on the "
+          "same files in the bench process (libraries loaded, one torch thread like the "
+          "evaluation process); 5 alternating rounds, ratio: median over pairs.",
+    "P10": "`tuneyard serve --no-worker` until `/healthz` answers against `python -c "
+           "'import torch'`; and a deployment of P1's published checkpoint from `POST "
+           "…/deployments` to the first token of a completion (`max_new_tokens=1`) against "
+           "a fresh python loading the same checkpoint and generating one token; one torch "
+           "thread everywhere; 3 alternating rounds; the worse of the two median ratios.",
+    "P13": "`tuneyard serve` with its embedded worker trains the same tiny-LM job (600 "
           "steps, batch 4, seed 7) alone, then while 32 clients (each pausing 0.5 s "
           "between requests) list projects, jobs and datasets, create and delete "
           "projects and ask a deployment of the first job for completions; steps/s from "
@@ -71,6 +86,12 @@ HOW = {
           "Any 5xx, unexpected 4xx, transport error or lost write (a created project not "
           "readable, a deleted one readable) makes the figure an error.",
 }
+
+
+def figure_order(result: Result) -> int:
+    """P2 before P10."""
+    digits = result.id[1:]
+    return int(digits) if digits.isdigit() else 0
 
 
 def fmt(value: float | None) -> str:
@@ -87,7 +108,7 @@ def fmt(value: float | None) -> str:
 
 def rows(results: list[Result]) -> list[list[str]]:
     out = []
-    for r in sorted(results, key=lambda r: r.id):
+    for r in sorted(results, key=figure_order):
         if r.error:
             out.append([r.id, r.measure, "—", "—", "—", f"{r.goal_op} {r.goal:g}",
                         "error"])
@@ -119,7 +140,7 @@ def print_table(results: list[Result], *, title: str) -> None:
         style = {"pass": "green", "MISS": "red", "error": "yellow"}[row[-1]]
         table.add_row(*row[:-1], f"[{style}]{row[-1]}[/{style}]")
     Console(width=160).print(table)
-    for r in sorted(results, key=lambda r: r.id):
+    for r in sorted(results, key=figure_order):
         if r.error:
             print(f"{r.id} error: {r.error}")
 
@@ -128,7 +149,7 @@ def markdown_table(results: list[Result]) -> str:
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows(results)]
     lines += ["", "Baselines:", ""]
-    lines += [f"- {r.id}: {r.baseline_name}" for r in sorted(results, key=lambda r: r.id)]
+    lines += [f"- {r.id}: {r.baseline_name}" for r in sorted(results, key=figure_order)]
     return "\n".join(lines)
 
 
@@ -174,10 +195,10 @@ def write_markdown(path: Path, *, machine: dict, results: list[Result], meta: di
         "Load average (1 min) when each figure finished, a hint of how much other work "
         "shared the cores: " + ", ".join(
             f"{r.id} {r.details.get('load_average', '?')}"
-            for r in sorted(results, key=lambda r: r.id) if not r.error) + ".",
+            for r in sorted(results, key=figure_order) if not r.error) + ".",
         "",
     ]
-    misses = [r for r in sorted(results, key=lambda r: r.id) if not r.passed]
+    misses = [r for r in sorted(results, key=figure_order) if not r.passed]
     if misses:
         lines += ["## Misses: what limits them, what would close them", ""]
         for r in misses:

@@ -34,7 +34,9 @@ MODULES = {
     "bench.download": ("P5",),
     "bench.completion": ("P6",),
     "bench.list_scale": ("P7",),
-    "bench.load": ("P8",),
+    "bench.evaluation": ("P8",),
+    "bench.cold_start": ("P10",),
+    "bench.load": ("P13",),
 }
 
 
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             ran = {r.id for r in results}
             merged = [Result.from_json(p) for p in previous if p.get("id") not in ran] + results
             meta["seconds"] = load(out / "results.json").get("seconds", meta["seconds"])
-        merged.sort(key=lambda r: r.id)
+        merged.sort(key=lambda r: int(r.id[1:]) if r.id[1:].isdigit() else 0)
         write_json(out / "results.json", machine=info, results=merged, meta=meta)
         write_markdown(out / "RESULTS.md", machine=info, results=merged, meta=meta)
         print(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'}")

@@ -99,3 +99,23 @@ def test_early_stopping_on_eval_loss(tmp_path, params, losses, stops_at):
     pub = _publisher(tmp_path, **params)
     stopped = [i for i, loss in enumerate(losses, 1) if pub._no_longer_improving(loss)]
     assert (stopped[0] if stopped else None) == stops_at
+
+
+def test_without_the_eval_loss_in_the_loop_nothing_computes_it(tmp_path):
+    """The worker's jobs (JobSpec.eval_loss_in_loop=False): the loop holds only for the
+    snapshot; the evaluation process records the loss from the published checkpoint."""
+    from tuneyard.training.loop import RunContext
+
+    def boom(model):
+        raise AssertionError("the eval loss was computed in the loop")
+
+    params = TrainingParameters(**resolve_parameters({}))
+    ctx = RunContext(job_id="tr-1", task_type="text-generation", base_model="m",
+                     hyper_parameters={}, params=params, workdir=tmp_path, events=Events(),
+                     resume_from=None, next_number=1, eval_loss_in_loop=False)
+    publisher = ctx.publisher(extra={}, eval_loss=boom, save_model=lambda m, d: None)
+    assert publisher.eval_loss is None
+    assert ctx.initial_eval_loss(boom, model=None) is None
+    in_loop = RunContext(**{**ctx.__dict__, "eval_loss_in_loop": True})
+    assert in_loop.publisher(extra={}, eval_loss=boom, save_model=lambda m, d: None).eval_loss \
+        is boom

@@ -40,7 +40,7 @@ from tuneyard.worker.child import prepare_examples, resolve_base
 
 log = logging.getLogger("tuneyard.evaluate")
 BASELINE = "baseline"
-POLL_SECONDS = 0.5  # how often an idle evaluator looks for a new checkpoint
+POLL_SECONDS = 0.1  # how often an idle evaluator looks for a new checkpoint (a cheap query)
 
 
 @dataclass
