@@ -6,6 +6,8 @@ Emissary SDK ignores them, tuneyard's own client uses them.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 # Integer columns are 32-bit on PostgreSQL (checkpoints, timeouts): a request's
@@ -115,7 +117,9 @@ class GRPOTrainingJobCreate(TrainingJobCreate):
     """Emissary v2's GRPO create body: the create body plus `reward`; `test_functions`
     and `reward` are required (checked by the service, so the error names the field)."""
 
-    reward: dict[str, ParamValue | None] | None = None
+    # Free-form here: the service checks each name and weight (finite, bounded) and
+    # names the field in its 400.
+    reward: dict[str, Any] | None = None
 
 
 class LossPoint(BaseModel):

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.api.test_jobs import COMPLETIONS, jobs_url, upload
+from tests.api.test_jobs import jobs_url, upload
 
 pytestmark = pytest.mark.postgres
 

@@ -49,6 +49,8 @@ def test_dpo_and_grpo_jobs(user):
                    "-P", "num_generations=4", "--batch-size", "4")
     assert grpo["training_technique"] == "GRPO"
     assert grpo["reward"] == {"exact_match": 1.0, "chrf": 0.5}
+    shown = user.ok("jobs", "show", grpo["id"]).out
+    assert "GRPO" in shown and "exact_match=1, chrf=0.5" in shown
     # --reward alone means GRPO; the server names what is wrong.
     run = user.fails("jobs", "create", "-m", "tuneyard-tiny-lm", "-d", user.task,
                      "-t", "exact_match", "--reward", "no_such_fn=1")

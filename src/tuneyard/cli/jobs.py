@@ -198,6 +198,9 @@ def jobs_show(job: str = typer.Argument(..., help="Job id."), project: str = Pro
             ("test", detail.test_dataset and f"{detail.test_dataset.id} "
                                              f"({detail.test_dataset.name})"),
             ("test functions", ", ".join(detail.test_functions or []) or None),
+            ("technique", None if detail.training_technique == "SFT"
+             else detail.training_technique),
+            ("reward", detail.reward and ", ".join(f"{k}={v:g}" for k, v in detail.reward.items())),
             ("latest loss", None if detail.latest_loss is None else f"{detail.latest_loss:.4g}"),
             ("created", when(detail.created_at)), ("updated", when(detail.updated_at)),
             ("error", detail.error and f"[red]{detail.error}[/red]")]

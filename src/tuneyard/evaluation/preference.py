@@ -50,7 +50,7 @@ def evaluate_preferences(*, model, tokenizer, examples: list[dict], generate_sam
                          max_len=max_seq_length) if count else []
     rows, right, margins = [], [], []
     for index, example in enumerate(examples):
-        (c_sum, c_tokens, _), (r_sum, r_tokens, _) = chosen_scores[index], rejected_scores[index]
+        (c_sum, c_tokens, _), (r_sum, _, _) = chosen_scores[index], rejected_scores[index]
         c_logp, r_logp = -c_sum, -r_sum  # score() sums the cross-entropy
         correct = c_logp > r_logp
         right.append(correct)

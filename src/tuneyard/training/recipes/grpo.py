@@ -73,8 +73,6 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
                             f"({batch}) must be a multiple of num_generations "
                             f"({params.num_generations})")
     max_len = max_length(model, params)
-    # Generation uses left padding; the saved tokenizer keeps tuneyard's right.
-    tokenizer.padding_side = "left"
     args = config(params, output_dir=ctx.trainer_dir, config_class=GRPOConfig,
                   beta=params.beta, num_generations=params.num_generations,
                   max_completion_length=min(params.max_completion_length, max_len),
