@@ -194,6 +194,17 @@ def test_models_lists_available_base_models(oa):
     assert oa.models.retrieve("tuneyard-tiny-chat").object == "model"
 
 
+def test_preference_file_is_converted_then_refused_until_dpo_is_wired(oa):
+    # The converted rows ({prompt, chosen, rejected}) need a preference dataset shape;
+    # until DPO lands, the upload is a clear 400 naming it (and nothing is kept).
+    with pytest.raises(openai.BadRequestError) as exc:
+        upload(oa, PREFERENCE * 3, "pref.jsonl")
+    error = error_of(exc)
+    assert error["param"] == "file" and error["code"] == "invalid_file_format"
+    assert "preference (DPO) data" in error["message"]
+    assert list(oa.files.list()) == []
+
+
 def test_preference_records_map_to_prompt_chosen_rejected():
     from tuneyard.data.preference import preference_row
 

@@ -28,9 +28,9 @@ FINAL = ("succeeded", "failed", "cancelled")
 
 @pytest.fixture(scope="module")
 def oa(live_server) -> openai.OpenAI:
-    http = httpx.Client(trust_env=False, timeout=120)
-    return openai.OpenAI(base_url=live_server.url + "/openai/v1", api_key=live_server.key,
-                         http_client=http, max_retries=0)
+    with httpx.Client(trust_env=False, timeout=120) as http:
+        yield openai.OpenAI(base_url=live_server.url + "/openai/v1", api_key=live_server.key,
+                            http_client=http, max_retries=0)
 
 
 @pytest.fixture(scope="module")

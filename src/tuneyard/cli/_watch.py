@@ -72,7 +72,7 @@ def watch_job(api: TuneyardClient, project_id: str, job_id: str, *, interval: fl
                 if line != last_line:
                     console.print(line, markup=False)
                     last_line = line
-            if job.finished:
+            if job.stopped:
                 finished_at = finished_at or time.monotonic()
                 evaluated = all(c.evaluated for c in checkpoints)
                 if job.status != JobStatus.SUCCESS or evaluated or \

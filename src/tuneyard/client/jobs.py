@@ -86,7 +86,8 @@ class Jobs(Resource):
     def wait(self, project_id: str, job_id: str, *, poll_s: float = 2.0,
              timeout_s: float | None = None,
              on_update: Callable[[TrainingJob], None] | None = None) -> TrainingJob:
-        """Poll until the job ends (Success, Failed, TimedOut, Cancelled); return it.
+        """Poll until the job ends (Success, Failed, TimedOut, Cancelled) or is Paused;
+        return it.
 
         Raises `TimeoutError` if `timeout_s` passes first.
         """
@@ -95,7 +96,7 @@ class Jobs(Resource):
             job = self.get(project_id, job_id)
             if on_update is not None:
                 on_update(job)
-            if job.finished:
+            if job.stopped:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} still {job.status} after {timeout_s:.0f}s")

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuneyard.status import DEPLOYMENT_STOPPED, JOB_FINAL, TEST_FINAL, DeploymentStatus
+from tuneyard.status import DEPLOYMENT_STOPPED, JOB_FINAL, TEST_FINAL, DeploymentStatus, JobStatus
 
 # Job states after which nothing more happens to the job itself.
 JOB_FINAL_STATES = JOB_FINAL
@@ -100,6 +100,11 @@ class TrainingJob(Record):
     @property
     def finished(self) -> bool:
         return self.status in JOB_FINAL_STATES
+
+    @property
+    def stopped(self) -> bool:
+        """Ended, or paused (nothing more happens until it is resumed)."""
+        return self.finished or self.status == JobStatus.PAUSED
 
     @property
     def latest_loss(self) -> float | None:
