@@ -127,3 +127,22 @@ def test_new_job_form_starts_a_job_or_names_the_bad_field(web):
     assert 'id="cancel-job"' in page
     web.post(res.headers["location"] + "/cancel", data={"csrf": token})
     assert "Cancelled" in web.get(res.headers["location"]).text
+
+
+def test_sign_in_only_returns_to_this_site(web):
+    for target, expected in (("/projects", "/projects"), ("//evil.example/x", "/"),
+                             ("/\\evil.example", "/"), ("https://evil.example", "/")):
+        res = web.post("/login", data={"api_key": ADMIN_KEY, "next": target},
+                       follow_redirects=False)
+        assert res.headers["location"] == expected, target
+
+
+def test_an_upload_past_the_limit_is_refused_before_it_is_read(web, app):
+    sign_in(web)
+    project = web.post("/projects", data={"name": "big", "csrf": csrf_of(web)},
+                       follow_redirects=False).headers["location"]
+    limit = app.state.settings.max_upload_bytes
+    res = web.post(project + "/datasets", headers={
+        "X-CSRF-Token": csrf_of(web), "Content-Type": "multipart/form-data; boundary=x",
+        "Content-Length": str(limit + 10 * 1024 * 1024)}, content=b"--x--\r\n")
+    assert res.status_code == 413 and "TUNEYARD_MAX_UPLOAD_BYTES" in res.json()["error"]

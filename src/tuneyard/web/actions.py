@@ -20,7 +20,7 @@ from starlette.datastructures import UploadFile
 
 from tuneyard.api.deps import SessionDep, StoreDep, plausible_id
 from tuneyard.api.forward import call_model, stream_model
-from tuneyard.errors import Forbidden, InvalidInput, TuneyardError
+from tuneyard.errors import Forbidden, InvalidInput, PayloadTooLarge, TuneyardError
 from tuneyard.schemas import DeploymentCreate, TrainingJobCreate
 from tuneyard.services import datasets as dataset_service
 from tuneyard.services import deployments as deployment_service
@@ -35,6 +35,7 @@ from tuneyard.web.common import WebRoute, render
 from tuneyard.web.pages import new_job_page, parameter_fields
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the other fields around an upload
 
 
 def _see(url: str, db=None) -> RedirectResponse:
@@ -54,7 +55,8 @@ async def login(request: Request, db: SessionDep):
     form = await request.form()
     key = str(form.get("api_key") or "").strip()
     target = str(form.get("next") or "/")
-    target = target if target.startswith("/") and not target.startswith("//") else "/"
+    # Only a path of this site: "//host" and "/\\host" would leave it.
+    target = target if target.startswith("/") and target[1:2] not in ("/", "\\") else "/"
     row = db.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key),
                                          ApiKey.revoked_at.is_(None))) if key else None
     if row is None:
@@ -92,6 +94,10 @@ async def upload_dataset(request: Request, project: WebProject, viewer: CsrfUser
                          db: SessionDep, store: StoreDep):
     """The upload (the page's script sends it with a progress bar); JSON either way."""
     settings = request.app.state.settings
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(f"file: upload of {declared} bytes exceeds the limit of "
+                              f"{settings.max_upload_bytes} bytes (TUNEYARD_MAX_UPLOAD_BYTES)")
     form = await request.form()
     try:
         upload = form.get("file")
