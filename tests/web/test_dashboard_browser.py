@@ -238,7 +238,7 @@ def story(server, page, tmp_path):
                                                                  "Deployed"), 30, "reactivated")
 
     page.goto(project_url)
-    assert page.locator("#dp-h + table tbody tr").count() == 1
+    assert page.locator("#dp-h + .scroll tbody tr").count() == 1
     shot(page, "project")
 
     # Another user's project is a 404, in the browser too.
