@@ -146,3 +146,31 @@ def test_an_upload_past_the_limit_is_refused_before_it_is_read(web, app):
         "X-CSRF-Token": csrf_of(web), "Content-Type": "multipart/form-data; boundary=x",
         "Content-Length": str(limit + 10 * 1024 * 1024)}, content=b"--x--\r\n")
     assert res.status_code == 413 and "TUNEYARD_MAX_UPLOAD_BYTES" in res.json()["error"]
+
+
+def test_continue_from_a_checkpoint_of_another_job(web, app):
+    """The form's "continue from checkpoint N of job X" makes a fine-tuned-option job."""
+    from sqlalchemy.orm import Session
+
+    from tuneyard.tables import Checkpoint
+
+    project, dataset = _pending_job(web)
+    source = web.post(f"/v1/projects/{project}/training-jobs", headers={
+        "X-API-Key": ADMIN_KEY}, json={"base_model": "tuneyard-tiny-lm",
+                                        "train_dataset_id": dataset}).json()["id"]
+    with Session(app.state.engine) as db:  # what a worker records when it publishes one
+        db.add(Checkpoint(job_id=source, number=1, step=4, epoch=1.0,
+                          storage_prefix=f"x/{source}/1/"))
+        db.commit()
+    sign_in(web)
+    form = web.get(f"/projects/{project}/jobs/new?from_job={source}&checkpoint=1").text
+    assert f'<option value="{source}" selected>' in form and 'data-selected="1"' in form
+    res = web.post(f"/projects/{project}/jobs", data={
+        "csrf": csrf_of(web), "source_job": source, "source_checkpoint": "1",
+        "train_dataset_id": dataset}, follow_redirects=False)
+    assert res.status_code == 303, res.text
+    job = web.get(f"/v1/projects/{project}/training-jobs/"
+                  f"{res.headers['location'].rsplit('/', 1)[1]}",
+                  headers={"X-API-Key": ADMIN_KEY}).json()
+    assert job["base_model_option"] == "fine-tuned"
+    assert job["base_fine_tuned_model_checkpoint"] == 1 and job["base_model"] == "tuneyard-tiny-lm"
