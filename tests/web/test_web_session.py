@@ -174,3 +174,10 @@ def test_continue_from_a_checkpoint_of_another_job(web, app):
                   headers={"X-API-Key": ADMIN_KEY}).json()
     assert job["base_model_option"] == "fine-tuned"
     assert job["base_fine_tuned_model_checkpoint"] == 1 and job["base_model"] == "tuneyard-tiny-lm"
+
+
+def test_names_are_escaped(web):
+    sign_in(web)
+    res = web.post("/projects", data={"name": "<script>alert(1)</script>", "csrf": csrf_of(web)})
+    assert "<script>alert(1)</script>" not in res.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in res.text
