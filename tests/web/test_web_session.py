@@ -181,3 +181,24 @@ def test_names_are_escaped(web):
     res = web.post("/projects", data={"name": "<script>alert(1)</script>", "csrf": csrf_of(web)})
     assert "<script>alert(1)</script>" not in res.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in res.text
+
+
+def test_delete_a_dataset_a_job_and_the_project(web):
+    project, dataset = _pending_job(web)
+    job = web.post(f"/v1/projects/{project}/training-jobs", headers={"X-API-Key": ADMIN_KEY},
+                   json={"base_model": "tuneyard-tiny-lm", "train_dataset_id": dataset}).json()
+    sign_in(web)
+    token = csrf_of(web)
+    page = web.get(f"/projects/{project}/jobs/{job['id']}").text
+    assert f'action="/projects/{project}/jobs/{job["id"]}/delete"' in page
+    assert web.post(f"/projects/{project}/jobs/{job['id']}/delete").status_code == 403
+    res = web.post(f"/projects/{project}/jobs/{job['id']}/delete", data={"csrf": token},
+                   follow_redirects=False)
+    assert res.headers["location"] == f"/projects/{project}"
+    assert web.get(f"/projects/{project}/jobs/{job['id']}").status_code == 404
+    web.post(f"/projects/{project}/datasets/{dataset}/delete", data={"csrf": token})
+    assert web.get(f"/v1/projects/{project}/datasets", headers={"X-API-Key": ADMIN_KEY}
+                   ).json() == []
+    res = web.post(f"/projects/{project}/delete", data={"csrf": token}, follow_redirects=False)
+    assert res.headers["location"] == "/"
+    assert web.get(f"/projects/{project}").status_code == 404

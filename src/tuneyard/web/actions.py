@@ -117,6 +117,20 @@ async def upload_dataset(request: Request, project: WebProject, viewer: CsrfUser
                         status_code=201)
 
 
+@router.post("/projects/{project_id}/delete")
+def delete_project(project: WebProject, viewer: CsrfUser, db: SessionDep, store: StoreDep):
+    project_service.delete_project(session=db, store=store, project=project)
+    return _see("/", db)
+
+
+@router.post("/projects/{project_id}/datasets/{dataset_id}/delete")
+def delete_dataset(dataset_id: str, project: WebProject, viewer: CsrfUser, db: SessionDep,
+                   store: StoreDep):
+    dataset_service.delete_dataset(session=db, store=store, project=project,
+                                   dataset_id=dataset_id)
+    return _see(f"/projects/{project.id}", db)
+
+
 # -- training jobs ----------------------------------------------------------------------
 
 def _parameters(form) -> dict[str, Any]:
@@ -183,6 +197,15 @@ def cancel_job(job_id: str, project: WebProject, viewer: CsrfUser, db: SessionDe
     return _see(f"/projects/{project.id}/jobs/{job.id}", db)
 
 
+@router.post("/projects/{project_id}/jobs/{job_id}/delete")
+def delete_job(job_id: str, project: WebProject, viewer: CsrfUser, db: SessionDep,
+               store: StoreDep):
+    plausible_id(job_id, "training job")
+    job = job_service.get_job(session=db, project=project, job_id=job_id)
+    job_service.delete_job(session=db, store=store, job=job)  # a running one is cancelled
+    return _see(f"/projects/{project.id}", db)
+
+
 # -- deployments ------------------------------------------------------------------------
 
 @router.post("/projects/{project_id}/jobs/{job_id}/checkpoints/{number}/deploy")
@@ -216,8 +239,11 @@ async def deployment_action(request: Request, deployment_id: str, action: str,
     elif action == "reactivate":
         await deployment_service.reactivate_deployment(session=db, manager=manager,
                                                        deployment=row)
+    elif action == "delete":
+        await deployment_service.delete_deployment(session=db, manager=manager, deployment=row)
+        return _see(f"/projects/{project.id}", db)
     else:
-        raise InvalidInput(f"unknown action {action!r}: cancel or reactivate")
+        raise InvalidInput(f"unknown action {action!r}: cancel, reactivate or delete")
     return _see(f"/projects/{project.id}/deployments/{row.id}", db)
 
 
