@@ -39,6 +39,7 @@ def test_sign_in_sets_a_strict_httponly_cookie(web):
     cookie = res.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
     assert ADMIN_KEY not in cookie  # the key's id, never the key
+    assert res.headers["x-frame-options"] == "DENY"  # no clickjacking of the actions
     assert "Projects" in web.get("/").text
 
 
