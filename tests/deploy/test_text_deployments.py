@@ -90,6 +90,27 @@ def test_deployed_checkpoint_answers_like_generate(client, project, trained, dep
     text = "".join(chunk.choices[0].delta.content or "" for chunk in streamed if chunk.choices)
     assert text == plain.json()["response"]
 
+    # The dashboard's playground: a streamed completion is the greedy text; the
+    # sampling controls reach the model (a max_new_tokens of 2 cuts it short).
+    from tests.web.signin import sign_in
+
+    play = f"/projects/{project['id']}/deployments/{dep['id']}/try/complete"
+    token = sign_in(client)
+
+    def streamed_text(**body) -> str:
+        with client.stream("POST", play, json={"prompt": "say k:", **body},
+                           headers={"X-CSRF-Token": token}) as stream:
+            assert stream.status_code == 200
+            chunks = [json.loads(line[6:]) for line in stream.iter_lines()
+                      if line.startswith("data: ") and line != "data: [DONE]"]
+        return "".join(c["choices"][0]["text"] for c in chunks)
+
+    assert streamed_text(max_new_tokens=6) == greedy(weights, "say k:", 6)
+    assert greedy(weights, "say k:", 6).startswith(streamed_text(max_new_tokens=2))
+    refused = client.post(play, json={"prompt": "x", "top_p": 3},
+                          headers={"X-CSRF-Token": token})
+    assert refused.status_code == 400 and "top_p" in refused.text
+
 
 def test_bad_requests_are_4xx_with_reasons(client, project, trained, deploy):
     job, number, _ = trained

@@ -184,6 +184,11 @@ def story(server, page, tmp_path):
     wait_for(lambda: page.locator("#metric-select option").count() > 0, 10, "metric curves")
     shot(page, "job")
     fits_at_laptop_and_wide_screens(page)
+    # The best checkpoint's weights download (a signed URL behind the link).
+    href = table.locator("tr.best a", has_text="download").get_attribute("href")
+    download = page.request.get(href)
+    assert download.ok and len(download.body()) > 10_000
+    assert "checkpoint-2.tar" in download.headers.get("content-disposition", "")
 
     # A checkpoint's per-example results, then only its failures.
     table.locator("tr[data-checkpoint='2'] a", has_text="results").click()
@@ -226,9 +231,14 @@ def story(server, page, tmp_path):
     # Assembled from several server-sent deltas, not one JSON answer.
     assert int(answer.get_attribute("data-pieces")) >= 2
     shot(page, "playground")
+    page.click("#dp-status button:has-text('Cancel')")
+    wait_for(lambda: page.locator("#dp-state").inner_text() == "Cancelled", 30, "cancelled")
+    page.click("#dp-status button:has-text('Reactivate')")
+    wait_for(lambda: page.locator("#dp-state").inner_text() in ("Pending", "Deploying",
+                                                                 "Deployed"), 30, "reactivated")
 
     page.goto(project_url)
-    assert page.locator("#dp-h + table tbody tr").count() == 1
+    assert page.locator("#dp-h + .scroll tbody tr").count() == 1
     shot(page, "project")
 
     # Another user's project is a 404, in the browser too.

@@ -39,6 +39,7 @@ def test_sign_in_sets_a_strict_httponly_cookie(web):
     cookie = res.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie
     assert ADMIN_KEY not in cookie  # the key's id, never the key
+    assert res.headers["x-frame-options"] == "DENY"  # no clickjacking of the actions
     assert "Projects" in web.get("/").text
 
 
@@ -127,3 +128,78 @@ def test_new_job_form_starts_a_job_or_names_the_bad_field(web):
     assert 'id="cancel-job"' in page
     web.post(res.headers["location"] + "/cancel", data={"csrf": token})
     assert "Cancelled" in web.get(res.headers["location"]).text
+
+
+def test_sign_in_only_returns_to_this_site(web):
+    for target, expected in (("/projects", "/projects"), ("//evil.example/x", "/"),
+                             ("/\\evil.example", "/"), ("https://evil.example", "/")):
+        res = web.post("/login", data={"api_key": ADMIN_KEY, "next": target},
+                       follow_redirects=False)
+        assert res.headers["location"] == expected, target
+
+
+def test_an_upload_past_the_limit_is_refused_before_it_is_read(web, app):
+    sign_in(web)
+    project = web.post("/projects", data={"name": "big", "csrf": csrf_of(web)},
+                       follow_redirects=False).headers["location"]
+    limit = app.state.settings.max_upload_bytes
+    res = web.post(project + "/datasets", headers={
+        "X-CSRF-Token": csrf_of(web), "Content-Type": "multipart/form-data; boundary=x",
+        "Content-Length": str(limit + 10 * 1024 * 1024)}, content=b"--x--\r\n")
+    assert res.status_code == 413 and "TUNEYARD_MAX_UPLOAD_BYTES" in res.json()["error"]
+
+
+def test_continue_from_a_checkpoint_of_another_job(web, app):
+    """The form's "continue from checkpoint N of job X" makes a fine-tuned-option job."""
+    from sqlalchemy.orm import Session
+
+    from tuneyard.tables import Checkpoint
+
+    project, dataset = _pending_job(web)
+    source = web.post(f"/v1/projects/{project}/training-jobs", headers={
+        "X-API-Key": ADMIN_KEY}, json={"base_model": "tuneyard-tiny-lm",
+                                        "train_dataset_id": dataset}).json()["id"]
+    with Session(app.state.engine) as db:  # what a worker records when it publishes one
+        db.add(Checkpoint(job_id=source, number=1, step=4, epoch=1.0,
+                          storage_prefix=f"x/{source}/1/"))
+        db.commit()
+    sign_in(web)
+    form = web.get(f"/projects/{project}/jobs/new?from_job={source}&checkpoint=1").text
+    assert f'<option value="{source}" selected>' in form and 'data-selected="1"' in form
+    res = web.post(f"/projects/{project}/jobs", data={
+        "csrf": csrf_of(web), "source_job": source, "source_checkpoint": "1",
+        "train_dataset_id": dataset}, follow_redirects=False)
+    assert res.status_code == 303, res.text
+    job = web.get(f"/v1/projects/{project}/training-jobs/"
+                  f"{res.headers['location'].rsplit('/', 1)[1]}",
+                  headers={"X-API-Key": ADMIN_KEY}).json()
+    assert job["base_model_option"] == "fine-tuned"
+    assert job["base_fine_tuned_model_checkpoint"] == 1 and job["base_model"] == "tuneyard-tiny-lm"
+
+
+def test_names_are_escaped(web):
+    sign_in(web)
+    res = web.post("/projects", data={"name": "<script>alert(1)</script>", "csrf": csrf_of(web)})
+    assert "<script>alert(1)</script>" not in res.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in res.text
+
+
+def test_delete_a_dataset_a_job_and_the_project(web):
+    project, dataset = _pending_job(web)
+    job = web.post(f"/v1/projects/{project}/training-jobs", headers={"X-API-Key": ADMIN_KEY},
+                   json={"base_model": "tuneyard-tiny-lm", "train_dataset_id": dataset}).json()
+    sign_in(web)
+    token = csrf_of(web)
+    page = web.get(f"/projects/{project}/jobs/{job['id']}").text
+    assert f'action="/projects/{project}/jobs/{job["id"]}/delete"' in page
+    assert web.post(f"/projects/{project}/jobs/{job['id']}/delete").status_code == 403
+    res = web.post(f"/projects/{project}/jobs/{job['id']}/delete", data={"csrf": token},
+                   follow_redirects=False)
+    assert res.headers["location"] == f"/projects/{project}"
+    assert web.get(f"/projects/{project}/jobs/{job['id']}").status_code == 404
+    web.post(f"/projects/{project}/datasets/{dataset}/delete", data={"csrf": token})
+    assert web.get(f"/v1/projects/{project}/datasets", headers={"X-API-Key": ADMIN_KEY}
+                   ).json() == []
+    res = web.post(f"/projects/{project}/delete", data={"csrf": token}, follow_redirects=False)
+    assert res.headers["location"] == "/"
+    assert web.get(f"/projects/{project}").status_code == 404

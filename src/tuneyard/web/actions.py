@@ -20,7 +20,7 @@ from starlette.datastructures import UploadFile
 
 from tuneyard.api.deps import SessionDep, StoreDep, plausible_id
 from tuneyard.api.forward import call_model, stream_model
-from tuneyard.errors import Forbidden, InvalidInput, TuneyardError
+from tuneyard.errors import Forbidden, InvalidInput, PayloadTooLarge, TuneyardError
 from tuneyard.schemas import DeploymentCreate, TrainingJobCreate
 from tuneyard.services import datasets as dataset_service
 from tuneyard.services import deployments as deployment_service
@@ -35,6 +35,7 @@ from tuneyard.web.common import WebRoute, render
 from tuneyard.web.pages import new_job_page, parameter_fields
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the other fields around an upload
 
 
 def _see(url: str, db=None) -> RedirectResponse:
@@ -54,7 +55,8 @@ async def login(request: Request, db: SessionDep):
     form = await request.form()
     key = str(form.get("api_key") or "").strip()
     target = str(form.get("next") or "/")
-    target = target if target.startswith("/") and not target.startswith("//") else "/"
+    # Only a path of this site: "//host" and "/\\host" would leave it.
+    target = target if target.startswith("/") and target[1:2] not in ("/", "\\") else "/"
     row = db.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key),
                                          ApiKey.revoked_at.is_(None))) if key else None
     if row is None:
@@ -92,6 +94,10 @@ async def upload_dataset(request: Request, project: WebProject, viewer: CsrfUser
                          db: SessionDep, store: StoreDep):
     """The upload (the page's script sends it with a progress bar); JSON either way."""
     settings = request.app.state.settings
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
+        raise PayloadTooLarge(f"file: upload of {declared} bytes exceeds the limit of "
+                              f"{settings.max_upload_bytes} bytes (TUNEYARD_MAX_UPLOAD_BYTES)")
     form = await request.form()
     try:
         upload = form.get("file")
@@ -109,6 +115,20 @@ async def upload_dataset(request: Request, project: WebProject, viewer: CsrfUser
     return JSONResponse({"id": dataset.id,
                          "url": f"/projects/{project.id}/datasets/{dataset.id}"},
                         status_code=201)
+
+
+@router.post("/projects/{project_id}/delete")
+def delete_project(project: WebProject, viewer: CsrfUser, db: SessionDep, store: StoreDep):
+    project_service.delete_project(session=db, store=store, project=project)
+    return _see("/", db)
+
+
+@router.post("/projects/{project_id}/datasets/{dataset_id}/delete")
+def delete_dataset(dataset_id: str, project: WebProject, viewer: CsrfUser, db: SessionDep,
+                   store: StoreDep):
+    dataset_service.delete_dataset(session=db, store=store, project=project,
+                                   dataset_id=dataset_id)
+    return _see(f"/projects/{project.id}", db)
 
 
 # -- training jobs ----------------------------------------------------------------------
@@ -177,6 +197,15 @@ def cancel_job(job_id: str, project: WebProject, viewer: CsrfUser, db: SessionDe
     return _see(f"/projects/{project.id}/jobs/{job.id}", db)
 
 
+@router.post("/projects/{project_id}/jobs/{job_id}/delete")
+def delete_job(job_id: str, project: WebProject, viewer: CsrfUser, db: SessionDep,
+               store: StoreDep):
+    plausible_id(job_id, "training job")
+    job = job_service.get_job(session=db, project=project, job_id=job_id)
+    job_service.delete_job(session=db, store=store, job=job)  # a running one is cancelled
+    return _see(f"/projects/{project.id}", db)
+
+
 # -- deployments ------------------------------------------------------------------------
 
 @router.post("/projects/{project_id}/jobs/{job_id}/checkpoints/{number}/deploy")
@@ -210,8 +239,11 @@ async def deployment_action(request: Request, deployment_id: str, action: str,
     elif action == "reactivate":
         await deployment_service.reactivate_deployment(session=db, manager=manager,
                                                        deployment=row)
+    elif action == "delete":
+        await deployment_service.delete_deployment(session=db, manager=manager, deployment=row)
+        return _see(f"/projects/{project.id}", db)
     else:
-        raise InvalidInput(f"unknown action {action!r}: cancel or reactivate")
+        raise InvalidInput(f"unknown action {action!r}: cancel, reactivate or delete")
     return _see(f"/projects/{project.id}/deployments/{row.id}", db)
 
 

@@ -58,6 +58,12 @@ def render(request: Request, name: str, status_code: int = 200, **context) -> HT
                                       status_code=status_code)
 
 
+# No framing by other sites (clickjacking), no page URLs (with ids) sent elsewhere.
+SECURITY_HEADERS = {"X-Frame-Options": "DENY",
+                    "Content-Security-Policy": "frame-ancestors 'none'",
+                    "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff"}
+
+
 class WebRoute(APIRoute):
     """Errors as pages: no session → the sign-in page; a 404 or 400 → an HTML page
     (a JSON body for the script's own requests), like the API's but readable."""
@@ -66,6 +72,11 @@ class WebRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def route(request: Request) -> Response:
+            response = await answer(request)
+            response.headers.update(SECURITY_HEADERS)
+            return response
+
+        async def answer(request: Request) -> Response:
             try:
                 return await handler(request)
             except SignInRequired:

@@ -122,7 +122,8 @@ def job_page(request: Request, job_id: str, project: WebProject, viewer: WebUser
              db: SessionDep):
     job, checkpoints = _job(db, project, job_id)
     return render(request, "job.html", project=project, job=job,
-                  table=views.job_table(job, checkpoints), log=views.job_log(job, checkpoints),
+                  table=views.job_table(job, checkpoints),
+                  log=views.job_log(job, checkpoints, session=db),
                   final=job.status in JOB_FINAL,
                   deployments=[d for d in deployment_service.list_deployments(
                       session=db, project=project) if d.training_job_id == job.id])
@@ -134,7 +135,8 @@ def job_live(request: Request, job_id: str, project: WebProject, viewer: WebUser
     """The parts of the job page that change while it runs (htmx swaps them in)."""
     job, checkpoints = _job(db, project, job_id)
     return render(request, "_job_live.html", project=project, job=job,
-                  table=views.job_table(job, checkpoints), log=views.job_log(job, checkpoints),
+                  table=views.job_table(job, checkpoints),
+                  log=views.job_log(job, checkpoints, session=db),
                   final=job.status in JOB_FINAL)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup, escape
+from sqlalchemy.orm import Session
 
 from tuneyard.data.readers import iter_records
 from tuneyard.status import JOB_FINAL, TestStatus
@@ -198,13 +199,31 @@ def _when(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def job_log(job: TrainingJob, checkpoints: list[Checkpoint]) -> list[LogLine]:
-    """The job's story as log lines, oldest first.
+MAX_LOG_LINES = 300
 
-    Derived from what the job row and its checkpoints record: status changes,
-    checkpoints and their evaluations. When the job-events API lands
-    (`GET …/training-jobs/{id}/events`), this is the one function to point at it.
-    """
+
+def job_log(job: TrainingJob, checkpoints: list[Checkpoint], *,
+            session: Session | None = None) -> list[LogLine]:
+    """The job's log lines, oldest first: its recorded events where the job-events
+    table exists (`tuneyard.services.events`, the same rows as `GET
+    …/training-jobs/{id}/events`), else the story its row and checkpoints tell."""
+    if session is not None:
+        try:
+            from tuneyard.services.events import list_events
+        except ImportError:  # a tuneyard without the job-events table
+            list_events = None
+        if list_events is not None:
+            events = list_events(session=session, job_id=job.id, limit=MAX_LOG_LINES,
+                                 newest_first=True)
+            if events:
+                return [LogLine(_when(e.created_at), e.message,
+                                "error" if e.level == "error" else "info")
+                        for e in reversed(events)]
+    return derived_log(job, checkpoints)
+
+
+def derived_log(job: TrainingJob, checkpoints: list[Checkpoint]) -> list[LogLine]:
+    """Status changes, checkpoints and their evaluations, from the rows."""
     lines = [LogLine(_when(job.created_at), f"created: {job.base_model}, {job.task_type}")]
     if job.started_at:
         lines.append(LogLine(_when(job.started_at),
