@@ -150,7 +150,7 @@ BAD_JOBS = [  # (change to a good body, status, param, code or None)
     ({"hyperparameters": {"n_epochs": 0}}, 400, "hyperparameters.n_epochs", None),
     ({"hyperparameters": {"n_epochs": "many"}}, 400, "hyperparameters.n_epochs", None),
     ({"hyperparameters": {"beta": 0.1}}, 400, "hyperparameters.beta", None),
-    ({"method": {"type": "dpo"}}, 400, "method.type", "dpo_not_available"),
+    ({"method": {"type": "dpo"}}, 400, "training_file", "invalid_training_file"),
     ({"method": {"type": "reinforcement"}}, 400, "method.type", "unsupported_method"),
     ({"method": {"type": "magic"}}, 400, "method.type", None),
     ({"suffix": "no spaces"}, 400, "suffix", None),
@@ -194,15 +194,19 @@ def test_models_lists_available_base_models(oa):
     assert oa.models.retrieve("tuneyard-tiny-chat").object == "model"
 
 
-def test_preference_file_is_converted_then_refused_until_dpo_is_wired(oa):
-    # The converted rows ({prompt, chosen, rejected}) need a preference dataset shape;
-    # until DPO lands, the upload is a clear 400 naming it (and nothing is kept).
+def test_preference_file_becomes_a_dpo_job(oa):
+    # The converted rows ({prompt, chosen, rejected}) are a preference dataset, which
+    # only `method: dpo` takes (and supervised refuses).
+    pref = upload(oa, PREFERENCE * 3, "pref.jsonl")
     with pytest.raises(openai.BadRequestError) as exc:
-        upload(oa, PREFERENCE * 3, "pref.jsonl")
-    error = error_of(exc)
-    assert error["param"] == "file" and error["code"] == "invalid_file_format"
-    assert "preference (DPO) data" in error["message"]
-    assert list(oa.files.list()) == []
+        oa.fine_tuning.jobs.create(model="tuneyard-tiny-chat", training_file=pref.id)
+    assert error_of(exc)["param"] == "training_file"
+    job = oa.fine_tuning.jobs.create(
+        model="tuneyard-tiny-chat", training_file=pref.id,
+        method={"type": "dpo", "dpo": {"hyperparameters": {"beta": 0.2}}})
+    assert job.method.type == "dpo"
+    assert job.method.dpo.hyperparameters.beta == 0.2
+    oa.fine_tuning.jobs.cancel(job.id)
 
 
 def test_preference_records_map_to_prompt_chosen_rejected():

@@ -98,16 +98,10 @@ class FineTuningJobCreate(BaseModel):
     metadata: dict[str, str] | None = Field(None, max_length=16)
 
 
-def dpo_unavailable() -> None:
-    """DPO jobs: refused until the DPO recipe is wired here (the coordinator's seam).
-
-    Wiring it: return instead of raising, and `create_fine_tuning_job` passes
-    `training_technique: "DPO"` (and `beta`) in the job's parameters."""
-    raise OpenAIError("method.type: dpo is not available on this server yet; use "
-                      "supervised", param="method.type", code="dpo_not_available")
-
-
 # -- "auto" ------------------------------------------------------------------
+
+DEFAULT_DPO_BETA = 0.1  # TRL's default, and tuneyard's `beta` default
+
 
 def resolve_hyperparameters(asked: Hyperparameters, *, records: int,
                             template: dict) -> dict[str, Any]:
@@ -224,9 +218,7 @@ def create_fine_tuning_job(*, session: Session, settings: Settings, user: User,
     config = getattr(body.method, method, None) if body.method else None
     if config is not None and config.hyperparameters is not None:
         asked = config.hyperparameters  # `method` supersedes the deprecated top level
-    if method == "dpo":
-        dpo_unavailable()
-    elif asked.beta is not None:
+    if method != "dpo" and asked.beta is not None:
         raise OpenAIError("hyperparameters.beta: only for method.type dpo",
                           param="hyperparameters.beta", code="invalid_hyperparameters")
 
@@ -250,7 +242,13 @@ def create_fine_tuning_job(*, session: Session, settings: Settings, user: User,
     valid = (_file(session, project, body.validation_file, "validation_file")
              if body.validation_file else None)
     for field, dataset in (("training_file", train), ("validation_file", valid)):
-        if dataset is not None and dataset.shape not in SUPERVISED_SHAPES:
+        if dataset is None:
+            continue
+        if method == "dpo" and dataset.shape != "preference":
+            raise OpenAIError(f"{field}: {dataset.id} holds {dataset.shape} records; DPO needs "
+                              "preference records (input, preferred_output, "
+                              "non_preferred_output)", param=field, code=f"invalid_{field}")
+        if method != "dpo" and dataset.shape not in SUPERVISED_SHAPES:
             raise OpenAIError(f"{field}: {dataset.id} holds {dataset.shape} records; supervised "
                               "fine-tuning needs chat (messages) or prompt/completion records",
                               param=field, code=f"invalid_{field}")
@@ -263,6 +261,9 @@ def create_fine_tuning_job(*, session: Session, settings: Settings, user: User,
               "per_device_train_batch_size": resolved["batch_size"],
               "learning_rate": learning_rate * resolved["learning_rate_multiplier"],
               "seed": seed}
+    if method == "dpo":  # "auto" is tuneyard's default beta (docs/parameters.md)
+        beta = asked.beta if isinstance(asked.beta, int | float) else DEFAULT_DPO_BETA
+        resolved["beta"] = params["beta"] = float(beta)
     create = TrainingJobCreate(
         base_model=source[0].id if source else body.model, train_dataset_id=train.id,
         test_dataset_id=valid.id if valid else None, task_type="text-generation",
@@ -272,7 +273,8 @@ def create_fine_tuning_job(*, session: Session, settings: Settings, user: User,
         checkpoint=source[1].number if source else None)
     try:
         job = job_service.create_job(session=session, settings=settings, project=project,
-                                     user=user, body=create)
+                                     user=user, body=create,
+                                     technique="DPO" if method == "dpo" else "SFT")
     except TuneyardError as exc:
         param = exc.message.split(":", 1)[0] if ":" in exc.message else None
         param = {"parameters": "hyperparameters", "train_dataset_id": "training_file",
