@@ -32,6 +32,8 @@ def _job(**extra) -> TrainingJob:
                        training_loss=[{"timestamp": 1.0, "loss": 3.0, "step": 1},
                                       {"timestamp": 2.0, "loss": float("nan"), "step": 2},
                                       {"timestamp": 3.0, "loss": 2.0, "step": 3}],
+                       training_metrics=[{"step": 1, "learning_rate": 1e-3, "grad_norm": 2.0},
+                                         {"step": 3, "learning_rate": 5e-4}],
                        baseline_test_results={"aggregated_test_result": {
                            "loss": "4.0", "exact_match": "0", "num_examples": "8"},
                            "status": "done"}, **extra)
@@ -56,6 +58,7 @@ def test_the_table_has_the_baseline_first_and_marks_best_and_pruned():
     assert table.rows[2].downloadable and table.rows[2].metrics["rouge_l"] == 0.7
     curves = views.curves(_job(), rows)
     assert curves["train"] == [[1, 3], [3.0, 2.0]]  # the NaN point is left out
+    assert curves["lr"] == [[1, 3], [1e-3, 5e-4]]
     assert curves["eval"] == [[3, 6], [3.5, 3.0]]
     assert curves["metrics"]["exact_match"] == [[3, 6], [0.25, 0.5]]
     assert curves["metrics"]["rouge_l"] == [[6], [0.7]]

@@ -56,6 +56,9 @@ def test_downsample_size_trains_on_that_share_of_the_training_split(client, proj
         "parameters": {**ONE_STEP_PER_RECORD, "downsample_size": 50}})
     assert checkpoint["step"] == 15
     assert len(detail["training_loss"]) == 15  # one logged loss per step
+    # ... and the learning rate beside it (the dashboard's learning-rate curve).
+    rates = [p["learning_rate"] for p in detail["training_metrics"]]
+    assert len(rates) == 15 and rates[0] > rates[-1] > 0  # the linear schedule decays
 
 
 def test_split_ratio_holds_out_that_share_for_testing(client, project, worker):

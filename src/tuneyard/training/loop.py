@@ -124,10 +124,12 @@ def fit(trainer, publisher, ctx: RunContext, *, initial_eval_loss: float | None)
     """Train (resuming if asked), then return the run's summary."""
     from transformers.trainer_callback import PrinterCallback
 
+    from tuneyard.training.metrics_report import MetricsReport
     from tuneyard.training.publisher import route_saves
 
     # It prints every log dict to stdout; the worker gets losses through events.
     trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(MetricsReport(ctx.events))  # the learning-rate curve, and more
     route_saves(trainer, publisher)
     resume_dir = ctx.workdir / "resume"
     folder = None

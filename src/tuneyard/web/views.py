@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
 from tuneyard.data.readers import iter_records
+from tuneyard.services.events import list_events
 from tuneyard.status import JOB_FINAL, TestStatus
 from tuneyard.storage import ArtifactStore, ObjectNotFound
 from tuneyard.tables import Checkpoint, Dataset, TrainingJob
@@ -164,10 +165,12 @@ def job_table(job: TrainingJob, checkpoints: list[Checkpoint]) -> JobTable:
 
 
 def curves(job: TrainingJob, checkpoints: list[Checkpoint]) -> dict:
-    """What the job page plots: training loss per step, eval loss and each metric per
-    checkpoint step. Polled while the job runs, so it is small and flat."""
+    """What the job page plots: training loss and learning rate per logging step,
+    eval loss and each metric per checkpoint step. Polled while the job runs, so it is small and flat."""
     train = [p for p in (job.training_loss or []) if _number(p.get("loss")) is not None]
     steps = [p.get("step") if p.get("step") is not None else i + 1 for i, p in enumerate(train)]
+    rates = [p for p in (job.training_metrics or [])
+             if _number(p.get("learning_rate")) is not None and p.get("step") is not None]
     table = job_table(job, checkpoints)
     done = [c for c in table.checkpoints if c.step is not None]
     return {
@@ -176,6 +179,7 @@ def curves(job: TrainingJob, checkpoints: list[Checkpoint]) -> dict:
         "final": job.status in JOB_FINAL and all(
             c.status in (TestStatus.DONE, TestStatus.FAILED) for c in table.checkpoints),
         "train": [steps, [float(p["loss"]) for p in train]],
+        "lr": [[p["step"] for p in rates], [float(p["learning_rate"]) for p in rates]],
         "eval": [[c.step for c in done if c.eval_loss is not None],
                  [c.eval_loss for c in done if c.eval_loss is not None]],
         "metrics": {name: [[c.step for c in done if c.metrics.get(name) is not None],
@@ -204,21 +208,16 @@ MAX_LOG_LINES = 300
 
 def job_log(job: TrainingJob, checkpoints: list[Checkpoint], *,
             session: Session | None = None) -> list[LogLine]:
-    """The job's log lines, oldest first: its recorded events where the job-events
-    table exists (`tuneyard.services.events`, the same rows as `GET
-    …/training-jobs/{id}/events`), else the story its row and checkpoints tell."""
+    """The job's log lines, oldest first: its recorded events (the same rows as `GET
+    …/training-jobs/{id}/events`), else — for a job older than the events table —
+    the story its row and checkpoints tell."""
     if session is not None:
-        try:
-            from tuneyard.services.events import list_events
-        except ImportError:  # a tuneyard without the job-events table
-            list_events = None
-        if list_events is not None:
-            events = list_events(session=session, job_id=job.id, limit=MAX_LOG_LINES,
-                                 newest_first=True)
-            if events:
-                return [LogLine(_when(e.created_at), e.message,
-                                "error" if e.level == "error" else "info")
-                        for e in reversed(events)]
+        events = list_events(session=session, job_id=job.id, limit=MAX_LOG_LINES,
+                             newest_first=True)
+        if events:
+            return [LogLine(_when(e.created_at), e.message,
+                            "error" if e.level == "error" else "info")
+                    for e in reversed(events)]
     return derived_log(job, checkpoints)
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from tuneyard.training.job import JobSpec, TrainingError
 from tuneyard.training.loop import RunContext, fit
 from tuneyard.training.recipes.trl_common import (
-    MetricsReport,
     config,
     load_policy,
     max_length,
@@ -85,6 +84,6 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
     trainer = GRPOTrainer(
         model=model, reward_funcs=[reward], args=args,
         train_dataset=Dataset.from_dict(rows), processing_class=tokenizer,
-        peft_config=peft_config, callbacks=[publisher, MetricsReport(ctx.events)],
+        peft_config=peft_config, callbacks=[publisher],
     )
     return fit(trainer, publisher, ctx, initial_eval_loss=None)

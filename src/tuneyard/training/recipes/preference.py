@@ -14,7 +14,6 @@ import copy
 from tuneyard.training.job import JobSpec, TrainingError
 from tuneyard.training.loop import RunContext, fit
 from tuneyard.training.recipes.trl_common import (
-    MetricsReport,
     config,
     load_policy,
     max_length,
@@ -65,6 +64,6 @@ def train(spec: JobSpec, ctx: RunContext) -> dict:
     trainer = DPOTrainer(
         model=model, ref_model=reference, args=args,
         train_dataset=Dataset.from_dict(rows), processing_class=tokenizer,
-        peft_config=peft_config, callbacks=[publisher, MetricsReport(ctx.events)],
+        peft_config=peft_config, callbacks=[publisher],
     )
     return fit(trainer, publisher, ctx, initial_eval_loss=None)

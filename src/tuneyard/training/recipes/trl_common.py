@@ -9,37 +9,13 @@ background writer, manifest-last publish), resume, cancel and timeout.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-
-from transformers import TrainerCallback
 
 from tuneyard.checkpoints.reader import describe_model, load_kwargs
 from tuneyard.training.job import JobSpec
 from tuneyard.training.loading import load_tokenizer, lora_config
 from tuneyard.training.params import TrainingParameters
 from tuneyard.training.runtime import device, trainer_arguments
-
-# Logged numbers that are not per-step metrics (end-of-run summaries) or are
-# reported on their own (the loss).
-_NOT_METRICS = ("loss", "epoch", "total_flos")
-
-
-class MetricsReport(TrainerCallback):
-    """Hands each logging step's metrics (beyond the loss) to `events.metrics`."""
-
-    def __init__(self, events):
-        self.report = getattr(events, "metrics", None)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.report is None or not logs:
-            return
-        values = {k: float(v) for k, v in logs.items()
-                  if k not in _NOT_METRICS and not k.startswith("train_")
-                  and isinstance(v, int | float) and not isinstance(v, bool)
-                  and math.isfinite(v)}
-        if values:
-            self.report(state.global_step, values)
 
 
 def load_policy(spec: JobSpec, params: TrainingParameters):

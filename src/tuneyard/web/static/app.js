@@ -45,11 +45,11 @@ function setupUpload() {
 }
 
 // -- live curves ------------------------------------------------------------------------
-function chartOptions(el, series, xLabel) {
+function chartOptions(el, series, xLabel, extraAxes = []) {
   return {
     width: el.clientWidth || 600, height: el.clientHeight || 280,
     scales: { x: { time: false } },
-    axes: [{ label: xLabel }, {}],
+    axes: [{ label: xLabel }, {}, ...extraAxes],
     legend: { live: true },
     series: [{ label: xLabel }, ...series],
   };
@@ -74,7 +74,12 @@ function setupCharts() {
   const loss = new uPlot(chartOptions(lossEl, [
     { label: "training loss", stroke: "#2b59c3", width: 2, spanGaps: true },
     { label: "eval loss", stroke: "#e07a00", width: 2, spanGaps: true, points: { size: 7 } },
-  ], "step"), [[], [], []], lossEl);
+    // The learning rate on its own scale, on the right-hand axis.
+    { label: "learning rate", stroke: "#8a8f98", width: 1, dash: [4, 4], spanGaps: true,
+      scale: "lr", value: (u, v) => (v == null ? "" : v.toExponential(2)) },
+  ], "step", [{ scale: "lr", side: 1, grid: { show: false },
+                values: (u, vals) => vals.map((v) => v.toExponential(1)) }]),
+  [[], [], [], []], lossEl);
   let metric = null;
   let metricName = null;
   let last = null;
@@ -106,7 +111,7 @@ function setupCharts() {
       return;
     }
     last = data;
-    loss.setData(align([data.train, data.eval]));
+    loss.setData(align([data.train, data.eval, data.lr || [[], []]]));
     const names = Object.keys(data.metrics);
     if (names.join() !== [...select.options].map((o) => o.value).join()) {
       const keep = select.value;
