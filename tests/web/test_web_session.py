@@ -123,6 +123,14 @@ def test_new_job_form_starts_a_job_or_names_the_bad_field(web):
                   headers={"X-API-Key": ADMIN_KEY}).json()
     assert job["status"] == "Pending" and job["hyper_parameters"]["num_train_epochs"] == 2
     assert job["test_functions"] == ["exact_match"]
+    # Pause and resume from the job page: a Pending job pauses at once.
+    job_url = f"/v1/projects/{project}/training-jobs/{job_id}"
+    assert "/pause" in web.get(res.headers["location"]).text
+    web.post(res.headers["location"] + "/pause", data={"csrf": token})
+    assert web.get(job_url, headers={"X-API-Key": ADMIN_KEY}).json()["status"] == "Paused"
+    assert "/resume" in web.get(res.headers["location"]).text
+    web.post(res.headers["location"] + "/resume", data={"csrf": token})
+    assert web.get(job_url, headers={"X-API-Key": ADMIN_KEY}).json()["status"] == "Pending"
     # Cancel from the job page: a Pending job is Cancelled at once.
     page = web.get(res.headers["location"]).text
     assert 'id="cancel-job"' in page

@@ -1,6 +1,6 @@
 """The dashboard's state-changing requests (POST), each behind the CSRF check.
 
-Sign-in/out, new projects, dataset uploads, jobs (create, cancel), deployments
+Sign-in/out, new projects, dataset uploads, jobs (create, pause, resume, cancel), deployments
 (create from a checkpoint, cancel, reactivate) and the playground's model calls.
 Each is a thin call onto `tuneyard.services` or `tuneyard.api.forward`, the same
 code the API's routes call, so the dashboard can do exactly what the API allows.
@@ -20,7 +20,8 @@ from starlette.datastructures import UploadFile
 
 from tuneyard.api.deps import SessionDep, StoreDep, plausible_id
 from tuneyard.api.forward import call_model, stream_model
-from tuneyard.errors import Forbidden, InvalidInput, PayloadTooLarge, TuneyardError
+from tuneyard.api.guard import accepts_upload
+from tuneyard.errors import Forbidden, InvalidInput, TuneyardError
 from tuneyard.schemas import DeploymentCreate, TrainingJobCreate
 from tuneyard.services import datasets as dataset_service
 from tuneyard.services import deployments as deployment_service
@@ -35,7 +36,6 @@ from tuneyard.web.common import WebRoute, render
 from tuneyard.web.pages import new_job_page, parameter_fields
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
-MULTIPART_OVERHEAD = 64 * 1024  # boundaries and the other fields around an upload
 
 
 def _see(url: str, db=None) -> RedirectResponse:
@@ -90,14 +90,11 @@ async def create_project(request: Request, viewer: CsrfUser, db: SessionDep):
 
 
 @router.post("/projects/{project_id}/datasets")
+@accepts_upload  # the request guard counts the body against the upload limit as it streams
 async def upload_dataset(request: Request, project: WebProject, viewer: CsrfUser,
                          db: SessionDep, store: StoreDep):
     """The upload (the page's script sends it with a progress bar); JSON either way."""
     settings = request.app.state.settings
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > settings.max_upload_bytes + MULTIPART_OVERHEAD:
-        raise PayloadTooLarge(f"file: upload of {declared} bytes exceeds the limit of "
-                              f"{settings.max_upload_bytes} bytes (TUNEYARD_MAX_UPLOAD_BYTES)")
     form = await request.form()
     try:
         upload = form.get("file")
@@ -194,6 +191,22 @@ def cancel_job(job_id: str, project: WebProject, viewer: CsrfUser, db: SessionDe
     plausible_id(job_id, "training job")
     job = job_service.get_job(session=db, project=project, job_id=job_id)
     job_service.cancel_job(session=db, job=job)
+    return _see(f"/projects/{project.id}/jobs/{job.id}", db)
+
+
+@router.post("/projects/{project_id}/jobs/{job_id}/pause")
+def pause_job(job_id: str, project: WebProject, viewer: CsrfUser, db: SessionDep):
+    plausible_id(job_id, "training job")
+    job = job_service.get_job(session=db, project=project, job_id=job_id)
+    job_service.pause_job(session=db, job=job)  # stops after publishing a checkpoint
+    return _see(f"/projects/{project.id}/jobs/{job.id}", db)
+
+
+@router.post("/projects/{project_id}/jobs/{job_id}/resume")
+def resume_job(job_id: str, project: WebProject, viewer: CsrfUser, db: SessionDep):
+    plausible_id(job_id, "training job")
+    job = job_service.get_job(session=db, project=project, job_id=job_id)
+    job_service.resume_job(session=db, job=job)  # continues from its latest checkpoint
     return _see(f"/projects/{project.id}/jobs/{job.id}", db)
 
 

@@ -166,7 +166,8 @@ def job_table(job: TrainingJob, checkpoints: list[Checkpoint]) -> JobTable:
 
 def curves(job: TrainingJob, checkpoints: list[Checkpoint]) -> dict:
     """What the job page plots: training loss and learning rate per logging step,
-    eval loss and each metric per checkpoint step. Polled while the job runs, so it is small and flat."""
+    eval loss and each metric per checkpoint step. Polled while the job runs, so it is
+    small and flat."""
     train = [p for p in (job.training_loss or []) if _number(p.get("loss")) is not None]
     steps = [p.get("step") if p.get("step") is not None else i + 1 for i, p in enumerate(train)]
     rates = [p for p in (job.training_metrics or [])
