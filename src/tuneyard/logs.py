@@ -103,4 +103,7 @@ def configure(level: int = logging.INFO, *, stream=None) -> bool:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+        # An earlier uvicorn config may have set its own level or disabled it.
+        logger.setLevel(logging.NOTSET)
+        logger.disabled = False
     return True
