@@ -63,8 +63,8 @@ HOW = {
           "(the user's project holds 100 jobs of 10 checkpoints in both; other users' "
           "projects fill the large one); one client alternates requests between them; "
           "per list, the median over pairs of large/small latency; the worst list counts.",
-    "P8": "`tuneyard serve` with its embedded worker trains the same tiny-LM job (600 "
-          "steps, batch 4, seed 7) alone, then while 32 clients (each pausing 0.5 s "
+    "P8": "`tuneyard serve` with its embedded worker trains the same tiny-LM job (3000 "
+          "steps, batch 4, seed 7, a loss point every 10 steps) alone, then while 32 clients (each pausing 0.5 s "
           "between requests) list projects, jobs and datasets, create and delete "
           "projects and ask a deployment of the first job for completions; steps/s from "
           "the job's per-step loss timestamps (first to last point); ratio: loaded/alone. "
