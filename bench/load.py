@@ -10,9 +10,9 @@ for completions. Each client waits THINK seconds between requests, as a
 script or a person does; without a pause, 32 clients on a 2-core machine
 measure only how the cores are shared.
 
-Steps/s come from the job's own loss curve (`logging_steps` 1: a point per
-step with its timestamp), between its first and last point, so model loading
-and start-up are not counted. Ratio: loaded / alone (goal >= 0.8).
+Steps/s come from the job's own loss curve (a point every `logging_steps`,
+10 as by default, with its timestamp), between its first and last point, so
+model loading and start-up are not counted. Ratio: loaded / alone (goal >= 0.8).
 
 Writes are checked after the load: every project a client created and did
 not delete is listed and readable, every deleted one answers 404; any 5xx
@@ -44,7 +44,7 @@ DATA = "".join(json.dumps({"prompt": f"say {c}:", "completion": f" {c}{c}{c}"}) 
 def plan(quick: bool) -> dict:
     if quick:
         return {"steps": 30, "clients": 4}
-    return {"steps": 600, "clients": CLIENTS}
+    return {"steps": 3000, "clients": CLIENTS}
 
 
 class Api:
@@ -81,7 +81,7 @@ def train(api: Api, project: str, dataset: str, steps: int, name: str) -> str:
     body = {"base_model": "tuneyard-tiny-lm", "name": name, "train_dataset_id": dataset,
             "train_test_split_ratio": 0.2,
             "parameters": {"max_steps": steps, "per_device_train_batch_size": 4,
-                           "learning_rate": 0.001, "logging_steps": 1, "max_seq_length": 32,
+                           "learning_rate": 0.001, "logging_steps": 10, "max_seq_length": 32,
                            "save_strategy": "steps", "save_steps": steps, "seed": 7}}
     return api.ok("POST", f"/v1/projects/{project}/training-jobs", json=body)["id"]
 
@@ -181,7 +181,7 @@ def run(*, quick: bool, log_dir: Path) -> list[Result]:
 
         loaded = train(api, project, dataset, cfg["steps"], "loaded")
         api.wait(f"/v1/projects/{project}/training-jobs/{loaded}",
-                 lambda j: j["status"] in final or len(j["training_loss"]) > 1)
+                 lambda j: j["status"] in final or len(j["training_loss"]) > 0)
 
         async def under_load() -> dict:
             stop = asyncio.Event()

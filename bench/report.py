@@ -78,13 +78,14 @@ HOW = {
            "…/deployments` to the first token of a completion (`max_new_tokens=1`) against "
            "a fresh python loading the same checkpoint and generating one token; one torch "
            "thread everywhere; 3 alternating rounds; the worse of the two median ratios.",
-    "P13": "`tuneyard serve` with its embedded worker trains the same tiny-LM job (600 "
-          "steps, batch 4, seed 7) alone, then while 32 clients (each pausing 0.5 s "
-          "between requests) list projects, jobs and datasets, create and delete "
-          "projects and ask a deployment of the first job for completions; steps/s from "
-          "the job's per-step loss timestamps (first to last point); ratio: loaded/alone. "
-          "Any 5xx, unexpected 4xx, transport error or lost write (a created project not "
-          "readable, a deleted one readable) makes the figure an error.",
+    "P13": "`tuneyard serve` with its embedded worker trains the same tiny-LM job (3000 "
+           "steps, batch 4, seed 7, a loss point every 10 steps) alone, then while 32 "
+           "clients (each pausing 0.5 s "
+           "between requests) list projects, jobs and datasets, create and delete "
+           "projects and ask a deployment of the first job for completions; steps/s from "
+           "the job's per-step loss timestamps (first to last point); ratio: loaded/alone. "
+           "Any 5xx, unexpected 4xx, transport error or lost write (a created project not "
+           "readable, a deleted one readable) makes the figure an error.",
 }
 
 

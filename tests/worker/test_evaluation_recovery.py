@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tuneyard.processes import group_alive, spawn
+from tuneyard.processes import group_alive, spawn, stop_group
 
 pytestmark = pytest.mark.postgres
 
@@ -265,3 +265,60 @@ def test_retention_marks_pruned_before_deleting_and_a_crash_leaves_no_lost_row(e
         assert delete_pruned_files(session=session, store=store) == 0
     assert sorted(store.list("")) == ["ar/1.tar", "ar/4.tar", "ck/1/checkpoint.json",
                                       "ck/4/checkpoint.json"]
+
+
+def test_a_database_error_in_the_heartbeat_does_not_stop_the_training(engine, settings):
+    """The heartbeat's database is away for a few beats: the training child goes
+    on, and the worker acts on the job again once the database answers."""
+    import threading
+
+    from sqlalchemy.exc import OperationalError
+
+    from tuneyard.tables import TrainingJob
+    from tuneyard.worker.claim import claim_job
+    from tuneyard.worker.loop import Worker
+
+    settings.heartbeat_seconds = 0.2
+    add_job(engine, "tr-1")
+    worker = Worker(settings, name="w1")
+    with Session(worker.engine) as session:
+        assert claim_job(session=session, worker_id="w1", lapse_seconds=60) == "tr-1"
+    children = []
+
+    def sleeper(*_args, **_kw):  # stands in for the training child
+        children.append(spawn([sys.executable, "-c", "import time; time.sleep(600)"]))
+        return children[-1]
+
+    worker._spawn = sleeper
+    worker._spawn_evaluation = lambda job_id: spawn([sys.executable, "-c", "pass"])
+    failures = []
+    real_beat = worker._beat
+
+    def flaky_beat(job_id, proc):
+        if len(failures) < 3:
+            failures.append(time.monotonic())
+            raise OperationalError("UPDATE training_jobs", {}, Exception("server closed"))
+        return real_beat(job_id, proc)
+
+    worker._beat = flaky_beat
+    thread = threading.Thread(target=worker.run_job, args=("tr-1", threading.Event()))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(failures) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert thread.is_alive() and children[0].poll() is None  # still training
+        with Session(engine) as session:
+            session.get(TrainingJob, "tr-1").cancel_requested = True
+            session.commit()
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        with Session(engine) as session:
+            assert session.get(TrainingJob, "tr-1").status == "Cancelled"
+        assert children[0].poll() is not None
+    finally:
+        for child in children:
+            stop_group(child, grace=0.1)
+        thread.join(timeout=30)
+        worker.engine.dispose()

@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -116,6 +117,8 @@ class Worker:
         log_path = self.settings.home / "logs" / f"{job_id}.log"
         with Session(self.engine) as session:
             take_evaluation(session=session, job_id=job_id, worker_id=self.worker_id)
+            project_id = session.scalar(select(TrainingJob.project_id)
+                                        .where(TrainingJob.id == job_id))
         proc = self.current = self._spawn(job_id, log_path)
         log.info("job %s: started child pid %s (log %s)", job_id, proc.pid, log_path)
         # One evaluation process works through the baseline and every checkpoint
@@ -158,6 +161,22 @@ class Worker:
             stop_group(proc, grace=0.5)
             evaluation.stop()
             self._release_evaluation(job_id)
+            self._remove_if_deleted(job_id, project_id)
+
+    def _remove_if_deleted(self, job_id: str, project_id: str | None) -> None:
+        """A job deleted while its processes ran: remove what they wrote after the
+        deletion removed its files (one stopped mid-write cannot clean up itself)."""
+        from tuneyard.storage import keys, open_store
+
+        try:
+            with Session(self.engine) as session:
+                if project_id is None or session.get(TrainingJob, job_id) is not None:
+                    return
+            ref = SimpleNamespace(id=job_id, project_id=project_id)
+            open_store(self.settings.resolved_storage_url).delete_prefix(keys.job_prefix(ref))
+        except Exception:  # noqa: BLE001 - a cleanup; never the worker's end
+            log.warning("job %s: could not remove the files of the deleted job", job_id,
+                        exc_info=True)
 
     def _beat(self, job_id: str, proc: ForkedChild) -> bool:
         """Heartbeat, then act on cancel, timeout or a lost claim; False: stop watching."""
