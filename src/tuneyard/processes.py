@@ -204,7 +204,7 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 # has run no torch code, so forking it is safe; it is a fresh interpreter,
 # not this process, so the API server itself never imports torch). Each child
 # is still a process of its own, in its own process group, as with `spawn`.
-PRELOAD = ("torch", "transformers", "peft", "tuneyard.worker.child",
+PRELOAD = ("tuneyard._forkserver_guard", "torch", "transformers", "peft", "tuneyard.worker.child",
            "tuneyard.worker.evaluate", "tuneyard.training", "tuneyard.evaluation.evaluate",
            "tuneyard.serving.server")
 _context = None
@@ -214,9 +214,27 @@ def _forkserver():
     global _context
     if _context is None:
         import multiprocessing
+        import threading
 
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(list(PRELOAD))
+        # Started from a thread that lives as long as this process: the
+        # forkserver's PR_SET_PDEATHSIG (tuneyard._forkserver_guard) follows
+        # the thread that forked it, and a pool thread that started it could
+        # end (and take every job and model server with it) at any time.
+        started = threading.Event()
+
+        def keep() -> None:
+            try:
+                from multiprocessing import forkserver
+
+                forkserver.ensure_running()
+            finally:
+                started.set()
+            threading.Event().wait()
+
+        threading.Thread(target=keep, name="tuneyard-forkserver", daemon=True).start()
+        started.wait()
         _context = context
     return _context
 
