@@ -33,6 +33,9 @@ def serve(
         app = create_app(settings)
     except (NotImplementedError, ValueError) as exc:  # e.g. an unsupported storage URL
         fail(str(exc))
+    from tuneyard.processes import warm_forkserver
+
+    warm_forkserver()  # deployments and jobs fork from it: load torch before they ask
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 
