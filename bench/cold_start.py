@@ -9,6 +9,9 @@
 
 Both sides of each pair start cold in the same sense (new processes, files in
 the page cache after a warm-up); one torch thread on every side, as in P6.
+The deployment pair runs once the server and its children are idle: `serve`
+starts the forkserver that preloads torch/transformers/peft in the background
+(processes.warm_forkserver), and a user deploys some time after starting it.
 Rounds alternate baseline and tuneyard; each ratio is the median over rounds,
 and the figure is the worse of the two.
 """
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import REPO, Result, load_average, median, scratch_dir
+from bench.common import REPO, Result, load_average, median, scratch_dir, wait_idle
 from bench.completion import FINAL, ONE_THREAD, PROMPT, publish_model
 from bench.fixtures import BENCH_KEY, build_lm, lm_shape, tuneyard_server
 
@@ -43,6 +46,27 @@ def bare_first_token(model_dir: Path) -> list[str]:
         "                   max_new_tokens=1, do_sample=False, pad_token_id=tok.pad_token_id)\n"
     )
     return [sys.executable, "-c", code]
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Linux /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                todo += [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                pass
+    return found
+
+
+def settle(pid: int) -> None:
+    """Wait until the server and its children (the preloading forkserver) are idle, so
+    neither side of the next pair runs beside its start-up work."""
+    for member in process_tree(pid):
+        wait_idle(member, quiet=1.0, timeout=120)
 
 
 def timed_process(argv: list[str], env: dict) -> float:
@@ -99,13 +123,15 @@ def run(*, quick: bool, log_dir: Path) -> list[Result]:
     serve_s, torch_s, deploy_runs, bare_s = [], [], [], []
     try:
         project, job = publish_model(home, model_dir)
-        timed_process(IMPORT_TORCH, env)  # warm-up: the page cache, for both sides
-        timed_process(bare_first_token(model_dir), env)
+        if not quick:  # warm-up: the page cache, for both sides (quick: only prove it runs)
+            timed_process(IMPORT_TORCH, env)
+            timed_process(bare_first_token(model_dir), env)
         for i in range(rounds):
             torch_s.append(timed_process(IMPORT_TORCH, env))
             seconds, (context, server) = serve_until_healthy(home, log_dir, i)
             try:
                 serve_s.append(seconds)
+                settle(server.pid)  # a user deploys some time after the server started
                 bare_s.append(timed_process(bare_first_token(model_dir), env))
                 deploy_runs.append(first_token(server.url, project, job))
             finally:

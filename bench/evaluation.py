@@ -112,7 +112,7 @@ def run(*, quick: bool, log_dir: Path) -> list[Result]:
     from tuneyard.worker.loop import Worker
 
     model_dir = build_lm(lm_shape(quick))
-    rounds = 2 if quick else 5
+    rounds = 1 if quick else 5
     home = scratch_dir("eval")
     proc = None
     try:

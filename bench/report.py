@@ -42,8 +42,8 @@ HOW = {
           "checkpoints on each side (a hold is mostly computation and a save mostly I/O, "
           "so other load does not hit a pair alike; it only ever adds time).",
     "P3": "the checkpoint's files serialized in memory, then staging write + "
-          "`publish_checkpoint` + the worker's `DbEvents.checkpoint` (store `put_file` of "
-          "every file, archive, archive `put_file`, DB row) against one sequential write + "
+          "`publish_checkpoint` + the worker's `DbEvents.checkpoint` (store `adopt_file` of "
+          "every file, archive streamed in with `put`, DB row) against one sequential write + "
           "fsync of the same bytes; 3 rounds, each a raw write then a tuneyard write; "
           "ratio: median over rounds.",
     "P4": "`tuneyard serve --no-worker` on a seeded SQLite home against a bare FastAPI "
@@ -206,6 +206,11 @@ def write_markdown(path: Path, *, machine: dict, results: list[Result], meta: di
             text = f"error: {r.error}" if r.error else r.limits
             lines.append(f"- **{r.id}** (ratio {r.ratio:.3f}, goal {r.goal_op} {r.goal:g}): "
                          f"{text}")
+        lines.append("")
+    passed = [r for r in sorted(results, key=figure_order) if r.passed and r.limits]
+    if passed:
+        lines += ["## Passing figures: what is left in them", ""]
+        lines += [f"- **{r.id}** (ratio {r.ratio:.3f}): {r.limits}" for r in passed]
         lines.append("")
     lines += ["## How each figure is measured", ""]
     lines += [f"- **{k}**: {v}" for k, v in HOW.items()]

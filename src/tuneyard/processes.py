@@ -239,6 +239,25 @@ def _forkserver():
     return _context
 
 
+def warm_forkserver() -> None:
+    """Start the preloaded server now, in the background, rather than at the first
+    `spawn_module` (a deployment or a job), which would then wait for its imports
+    (bench P10: a deployment's first token). Returns at once: the server imports
+    its PRELOAD in its own process, on its own time; a spawn meanwhile waits for it."""
+    import threading
+    from multiprocessing import forkserver
+
+    _forkserver()
+
+    def start() -> None:
+        try:
+            forkserver.ensure_running()
+        except Exception:  # noqa: BLE001 - the first spawn starts it (and reports) instead
+            pass
+
+    threading.Thread(target=start, name="tuneyard-forkserver-warm", daemon=True).start()
+
+
 class ForkedChild:
     """A `spawn_module` child, with the part of Popen's interface tuneyard uses."""
 

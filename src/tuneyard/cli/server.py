@@ -38,6 +38,9 @@ def serve(
         app = create_app(settings)
     except (NotImplementedError, ValueError) as exc:  # e.g. an unsupported storage URL
         fail(str(exc))
+    from tuneyard.processes import warm_forkserver
+
+    warm_forkserver()  # deployments and jobs fork from it: load torch before they ask
     # In JSON mode uvicorn's loggers go through the JSON handler set up above.
     extra = {"log_config": None} if json_logs else {}
     uvicorn.run(app, host=host, port=port, log_level="info", **extra)
