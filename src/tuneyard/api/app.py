@@ -13,6 +13,7 @@ from tuneyard.api.errors import install_error_handlers
 from tuneyard.api.routes import (
     datasets,
     deployments,
+    engines,
     files,
     health,
     inference,
@@ -58,6 +59,10 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
 
         app.state.deployments = DeploymentManager(settings, engine, store)
         await app.state.deployments.start()
+        from tuneyard.deploy.engines import EngineManager
+
+        app.state.engines = EngineManager(settings, engine, store)
+        await app.state.engines.start()
         worker = None
         if settings.embedded_worker:
             from tuneyard.worker.loop import start_embedded
@@ -66,6 +71,7 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
         try:
             yield
         finally:
+            await app.state.engines.stop()
             await app.state.deployments.stop()
             if worker is not None:
                 thread, stop = worker
@@ -81,6 +87,6 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
     app.state.store = store
     install_error_handlers(app)
     for module in (health, models, projects, datasets, jobs, deployments, inference,
-                   test_functions, files):
+                   test_functions, files, engines):
         app.include_router(module.router)
     return app

@@ -171,7 +171,8 @@ class DeploymentManager:
     async def _tick(self) -> None:
         with Session(self.engine) as session:
             rows = list(session.scalars(select(Deployment).where(
-                Deployment.status.in_((*DEPLOYMENT_LIVE, DeploymentStatus.CANCELLED)))))
+                Deployment.status.in_((*DEPLOYMENT_LIVE, DeploymentStatus.CANCELLED)),
+                Deployment.engine_id.is_(None))))  # an engine's: deploy.engines
             wanted = {r.id: (r.status, r.server_type, r.inactive_timeout, r.loaded)
                       for r in rows}
         for dp_id, (status, server_type, _timeout, _loaded) in wanted.items():
