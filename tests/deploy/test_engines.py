@@ -312,3 +312,30 @@ def test_bad_engines_and_deploys_are_400s(client, app, project, create_job, lora
     assert other["id"] not in {e["id"] for e in stranger.get("/v1/engines").json()}
     for eng_id, who in ((other["id"], client), (theirs["id"], stranger)):
         assert who.delete(f"/v1/engines/{eng_id}").status_code == 204
+
+
+def test_the_client_drives_engines(client, project, engine, lora_job, expected):
+    from tests.conftest import ADMIN_KEY
+    from tuneyard.client import TuneyardClient
+
+    eng, _ = engine
+    job, _ = lora_job
+    def through_app(request: httpx.Request) -> httpx.Response:
+        answer = client.request(request.method, request.url.raw_path.decode(),
+                                content=request.content, headers=dict(request.headers))
+        return httpx.Response(answer.status_code, content=answer.content,
+                              headers={"content-type": answer.headers.get("content-type", "")})
+
+    api = TuneyardClient("http://testserver", ADMIN_KEY,
+                         transport=httpx.MockTransport(through_app))
+    assert eng["id"] in {e.id for e in api.engines.list(base_model="tuneyard-tiny-lm")}
+    dep = api.engines.deploy(eng["id"], project_id=project["id"], training_id=job["id"],
+                             checkpoint=2, name="via-client")
+    assert dep.engine_id == eng["id"]
+    done = api.deployments.wait(project["id"], dep.id, poll_s=0.2, timeout_s=60)
+    assert done.status == "Deployed", done.error
+    answer = api.inference.completions("via-client", "ab", max_tokens=TOKENS, temperature=0)
+    assert answer.text == expected[2]["ab"]
+    assert "via-client" in {d.name for d in api.engines.get(eng["id"]).deployments}
+    api.engines.undeploy(eng["id"], "via-client")
+    assert api.deployments.get(project["id"], dep.id).status == "Cancelled"
