@@ -17,6 +17,8 @@ FIGURES = {
     "P5": ("archive download (MB/s)", ">=", 0.8),
     "P6": ("completion latency (ms)", "<=", 1.10),
     "P7": ("list latency, large DB vs small DB (ms)", "<=", 2.0),
+    "P11": ("engine memory, 8 LoRA deployments vs 1 standalone (MB)", "<=", 1.25),
+    "P12": ("mixed-adapter batch throughput (tokens/s)", ">=", 0.8),
 }
 
 HOW = {
@@ -62,6 +64,15 @@ HOW = {
           "(the user's project holds 100 jobs of 10 checkpoints in both; other users' "
           "projects fill the large one); one client alternates requests between them; "
           "per list, the median over pairs of large/small latency; the worst list counts.",
+    "P11": "P1's model with 8 random LoRA adapters (r 8, all projections): VmRSS of one "
+           "engine model server (`--engine`, the 8 adapters added through `POST /adapters`) "
+           "after one greedy request to each, against one standalone model server of one "
+           "adapter (merged into its base, as `deployments create` serves it) after one "
+           "request; one torch thread each.",
+    "P12": "the same engine: completion tokens/s of 8 concurrent greedy requests (32 new "
+           "tokens) over the 8 adapters (one mixed `generate(adapter_names=…)` batch) "
+           "against 8 concurrent requests to one adapter; 5 alternating rounds; ratio: "
+           "median over rounds.",
 }
 
 

@@ -34,6 +34,7 @@ MODULES = {
     "bench.download": ("P5",),
     "bench.completion": ("P6",),
     "bench.list_scale": ("P7",),
+    "bench.engines": ("P11", "P12"),
 }
 
 
