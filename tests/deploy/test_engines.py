@@ -7,6 +7,7 @@ reactivate; schedules with an injected clock; bad deploys are 400s."""
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import threading
 from datetime import UTC, datetime
@@ -120,6 +121,16 @@ def test_each_adapter_answers_as_its_standalone_deployment(client, app, project,
                                                         "max_tokens": TOKENS, "temperature": 0})
             assert resp.status_code == 200, resp.text
             assert resp.json()["choices"][0]["text"] == expected[number]["ab"]
+    # Streamed, through the OpenAI-style route: the deltas join to the same text.
+    dep = deployments[2]
+    with client.stream("POST", "/v1/completions",
+                       json={"model": dep["name"], "prompt": "say k:", "max_tokens": TOKENS,
+                             "temperature": 0, "stream": True}) as resp:
+        assert resp.status_code == 200
+        events = [json.loads(line[5:]) for line in resp.iter_lines()
+                  if line.startswith("data:") and line.strip() != "data: [DONE]"]
+    assert "".join(e["choices"][0]["text"] for e in events if e.get("choices")) \
+        == expected[2]["say k:"]
     # One process holds the base for all three.
     health = httpx.get(app.state.engines.running[eng["id"]].handle.url + "/health").json()
     assert health["adapters"] == sorted(d["id"] for d in deployments.values())

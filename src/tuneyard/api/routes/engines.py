@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from tuneyard.api.deps import CurrentUser, SessionDep, SettingsDep
+from tuneyard.deploy.prepare import remove_local
 from tuneyard.errors import InvalidInput
 from tuneyard.schemas import (
     DeploymentSummary,
@@ -73,11 +75,14 @@ def get_engine(engine: EngineDep, session: SessionDep, request: Request) -> Engi
 @router.delete(BASE + "/{engine_id}", status_code=204, response_class=Response)
 async def delete_engine(engine: EngineDep, session: SessionDep, request: Request) -> Response:
     engine_id = engine.id
+    gone = [row.id for row in service.deployments_of(session, engine)]
     for row in service.deployments_of(session, engine):
         session.delete(row)
     session.delete(engine)
     session.commit()
     await request.app.state.engines.shut(engine_id, status=None)
+    for dp_id in gone:  # their downloaded checkpoints
+        await run_in_threadpool(remove_local, request.app.state.settings, dp_id)
     return Response(status_code=204)
 
 
