@@ -19,6 +19,7 @@ differently), measured on the model servers the deployments run
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -42,8 +43,10 @@ def make_adapters(base: Path, where: Path, count: int) -> list[Path]:
         path = where / f"adapter-{k}"
         torch.manual_seed(k)
         model = AutoModelForCausalLM.from_pretrained(str(base))
+        # A large alpha: random adapters at the usual scale barely move a random
+        # base's argmax, and 8 identical answers would hide a mixed-up batch.
         peft = get_peft_model(model, LoraConfig(
-            task_type="CAUSAL_LM", r=8, lora_alpha=16, init_lora_weights=False,
+            task_type="CAUSAL_LM", r=8, lora_alpha=256, init_lora_weights=False,
             target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                             "down_proj"]))
         peft.save_pretrained(str(path))
@@ -133,6 +136,7 @@ def run(*, quick: bool, log_dir: Path) -> list[Result]:
             health = client.health()
     finally:
         stop_model_server(engine)
+        shutil.rmtree(work, ignore_errors=True)
 
     same = answers["a0"]["text"] == alone_answer["text"]
     distinct = len({a["text"] for a in answers.values()})

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-FIGURES = [f"P{i}" for i in range(1, 8)]
+FIGURES = [f"P{i}" for i in range(1, 8)] + ["P11", "P12"]
 
 SAMPLE_WRK = """\
 Running 10s test @ http://127.0.0.1:8000/v1/x
