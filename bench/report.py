@@ -20,6 +20,8 @@ FIGURES = {
     "P8": ("evaluation latency, checkpoint published → test results (s)", "<=", 1.5),
     "P10": ("cold start: serve → /healthz, deployment create → first token (s)", "<=", 1.5),
     "P13": ("training steps/s under 32 API clients + a deployment, vs alone", ">=", 0.8),
+    "P11": ("engine memory, 8 LoRA deployments vs 1 standalone (MB)", "<=", 1.25),
+    "P12": ("mixed-adapter batch throughput (tokens/s)", ">=", 0.8),
 }
 
 HOW = {
@@ -86,6 +88,15 @@ HOW = {
            "the job's per-step loss timestamps (first to last point); ratio: loaded/alone. "
            "Any 5xx, unexpected 4xx, transport error or lost write (a created project not "
            "readable, a deleted one readable) makes the figure an error.",
+    "P11": "P1's model with 8 random LoRA adapters (r 8, all projections): VmRSS of one "
+           "engine model server (`--engine`, the 8 adapters added through `POST /adapters`) "
+           "after one greedy request to each, against one standalone model server of one "
+           "adapter (merged into its base, as `deployments create` serves it) after one "
+           "request; one torch thread each.",
+    "P12": "the same engine: completion tokens/s of 8 concurrent greedy requests (32 new "
+           "tokens) over the 8 adapters (one mixed `generate(adapter_names=…)` batch) "
+           "against 8 concurrent requests to one adapter; 5 alternating rounds; ratio: "
+           "median over rounds.",
 }
 
 

@@ -37,6 +37,7 @@ MODULES = {
     "bench.evaluation": ("P8",),
     "bench.cold_start": ("P10",),
     "bench.load": ("P13",),
+    "bench.engines": ("P11", "P12"),
 }
 
 

@@ -80,6 +80,8 @@ class DeploymentSummary(Wire):
     name: str
     status: str
     created_at: int
+    engine_id: str | None = Field(None, description="extra: the inference engine serving "
+                                                    "it (null: its own model server)")
 
 
 class ProjectDetail(ProjectSummary):
@@ -292,3 +294,48 @@ class JobEventView(Wire):
                                   "evaluated | status | error")
     message: str
     data: dict | None = None
+
+
+# -- inference engines (Emissary v2) ---------------------------------------------
+
+class EngineCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=200)
+    base_model: str = Field(min_length=1, max_length=300)
+    task_type: str | None = Field(None, max_length=40)
+    resource_management_config: dict[str, Any] | None = None
+
+
+class EngineSummary(Wire):
+    id: str
+    name: str
+    status: str
+    base_model: str
+    server_type: str = "on-demand"
+    task_type: str
+    deployment_counts: int
+    created_at: int
+
+
+class EngineDetail(EngineSummary):
+    deployments: list[DeploymentSummary]
+    base_model_option: str = "pre-trained"
+    last_access_timestamp: int | None = None
+    resource_management_config: dict[str, Any] | None = None
+    error: str | None = Field(None, description="extra: why it failed to start")
+    next_active_at: int | None = Field(None, description="extra: when a scheduled engine "
+                                                          "outside its window starts")
+
+
+class EngineDeploy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, max_length=200)
+    project_id: str = Field(min_length=1, max_length=64)
+    training_id: str = Field(min_length=1, max_length=64)
+    checkpoint: int = Field(ge=1, le=1_000_000)
+    description: str | None = None
+
+
+class EngineUndeploy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    deployment_name: str = Field(min_length=1, max_length=200)

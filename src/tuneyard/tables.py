@@ -217,6 +217,34 @@ class Deployment(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[int] = mapped_column(BigInteger, default=now)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
+    # Set for a deployment on an inference engine: the engine's model server
+    # serves it (as a LoRA adapter), it has no server of its own.
+    engine_id: Mapped[str | None] = mapped_column(
+        ForeignKey("engines.id", ondelete="CASCADE"), nullable=True, index=True)
+
+
+class Engine(Base):
+    """An inference engine (Emissary v2): one base model in one model server,
+    serving the LoRA checkpoints deployed on it (deployments with its engine_id)."""
+
+    __tablename__ = "engines"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    base_model: Mapped[str] = mapped_column(String(300))
+    task_type: Mapped[str] = mapped_column(String(40))
+    # {management_type: inactive_timeout | schedule, management_config: {...}}
+    resource_management_config: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="Creating")
+    # False after an explicit deactivate, until reactivate.
+    wanted: Mapped[bool] = mapped_column(Boolean, default=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    server_url: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    server_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_request_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=now)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=now, onupdate=now)
 
 
 class JobEvent(Base):

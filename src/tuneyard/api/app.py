@@ -16,6 +16,7 @@ from tuneyard.api.openai_errors import OpenAIErrorMiddleware
 from tuneyard.api.routes import (
     datasets,
     deployments,
+    engines,
     files,
     health,
     inference,
@@ -62,6 +63,10 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
 
         app.state.deployments = DeploymentManager(settings, engine, store)
         await app.state.deployments.start()
+        from tuneyard.deploy.engines import EngineManager
+
+        app.state.engines = EngineManager(settings, engine, store)
+        await app.state.engines.start()
         worker = None
         if settings.embedded_worker:
             from tuneyard.worker.loop import start_embedded
@@ -70,6 +75,7 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
         try:
             yield
         finally:
+            await app.state.engines.stop()
             await app.state.deployments.stop()
             if worker is not None:
                 thread, stop = worker
@@ -87,7 +93,7 @@ def create_app(settings: Settings | None = None, *, store: ArtifactStore | None 
     install_error_handlers(app)
     observability.install(app)
     for module in (health, models, projects, datasets, jobs, deployments, inference,
-                   test_functions, files):
+                   test_functions, files, engines):
         app.include_router(module.router)
     app.include_router(openai_ft.router)  # /openai/v1: OpenAI's shapes and error bodies
     app.add_middleware(OpenAIErrorMiddleware)

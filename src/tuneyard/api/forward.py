@@ -33,6 +33,11 @@ class ModelFailed(TuneyardError):
     code = "model_failed"
 
 
+def manager_for(request: Request, row: Deployment):
+    """A deployment on an inference engine is served by the engine manager."""
+    return request.app.state.engines if row.engine_id else request.app.state.deployments
+
+
 def check_task(row: Deployment, method: str) -> None:
     if method not in TASK_METHODS.get(row.task_type, set()):
         fits = sorted(ROUTE_NAMES[m] for m in TASK_METHODS.get(row.task_type, ()))
@@ -51,7 +56,7 @@ async def call_model(request: Request, row: Deployment, method: str, *args: Any,
                      **kwargs: Any) -> dict:
     check_task(row, method)
     await release_db(request)  # a model call may take minutes (a load, then the answer)
-    running = await request.app.state.deployments.client_for(row)
+    running = await manager_for(request, row).client_for(row)
     try:
         return await getattr(running.client, method)(*args, **kwargs)
     except ModelServerError as exc:
@@ -72,7 +77,7 @@ async def stream_model(request: Request, row: Deployment, messages: list[dict],
     """
     check_task(row, "chat" if method == "stream_chat" else "complete")
     await release_db(request)  # a model call may take minutes (a load, then the answer)
-    running = await request.app.state.deployments.client_for(row)
+    running = await manager_for(request, row).client_for(row)
     events = getattr(running.client, method)(messages, **params).__aiter__()
     try:
         first = await events.__anext__()

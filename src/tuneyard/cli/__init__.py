@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import typer
 
-from . import account, catalog, demo, deployments, jobs, projects, server
+from . import account, catalog, demo, deployments, engines, jobs, projects, server
 from ._session import Group
 
 app = typer.Typer(cls=Group, no_args_is_help=True, add_completion=False,
@@ -31,6 +31,7 @@ for sub_app, name in (
     (jobs.jobs_app, "jobs"),
     (jobs.checkpoints_app, "checkpoints"),
     (deployments.deployments_app, "deployments"),
+    (engines.engines_app, "engines"),
 ):
     app.add_typer(sub_app, name=name)
 for command in (deployments.complete, deployments.chat, deployments.classify,

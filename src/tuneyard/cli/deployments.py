@@ -51,6 +51,9 @@ def deployments_create(
     inactive_timeout: int = typer.Option(None, "--inactive-timeout",
                                          help="Unload after this many idle seconds."),
     wait: bool = typer.Option(False, "--wait", help="Wait until it is Deployed (or failed)."),
+    engine: str = typer.Option(None, "--engine",
+                               help="Serve it on this inference engine (a LoRA checkpoint "
+                                    "of the engine's base model)."),
     project: str = ProjectOption, as_json: bool = JsonOption, quiet: bool = QuietOption,
 ) -> None:
     """Deploy a checkpoint."""
@@ -59,10 +62,17 @@ def deployments_create(
     pid = project_id(project)
     api = client()
     number = _checkpoint_number(api, pid, job, checkpoint)
-    deployment = api.deployments.create(
-        pid, training_job_id=job, checkpoint=number, name=name, description=description,
-        server_type=server_type.value if server_type else None,
-        inactive_timeout=inactive_timeout)
+    if engine:
+        if server_type or inactive_timeout is not None:
+            fail("--server-type and --inactive-timeout are the engine's to set, not "
+                 "a deployment's on it")
+        deployment = api.engines.deploy(engine, project_id=pid, training_id=job,
+                                        checkpoint=number, name=name)
+    else:
+        deployment = api.deployments.create(
+            pid, training_job_id=job, checkpoint=number, name=name, description=description,
+            server_type=server_type.value if server_type else None,
+            inactive_timeout=inactive_timeout)
     if wait:
         deployment = api.deployments.wait(pid, deployment.id)
     if quiet:

@@ -11,6 +11,7 @@ import httpx
 from ._http import Http
 from .config import Credentials, load_credentials
 from .deployments import Deployments, Inference
+from .engines import Engines
 from .jobs import Jobs
 from .projects import Datasets, Models, Projects, TestFunctions
 from .transfer import DownloadResult, Progress, download
@@ -38,6 +39,7 @@ class TuneyardClient:
         self.jobs = Jobs(self.http)
         self.deployments = Deployments(self.http)
         self.inference = Inference(self.http)
+        self.engines = Engines(self.http)
 
     @classmethod
     def from_config(cls, *, env: dict[str, str] | None = None, **kwargs: Any) -> TuneyardClient:

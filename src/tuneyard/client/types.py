@@ -166,6 +166,7 @@ class Deployment(Record):
     training_id: str | None = None
     checkpoint: int | None = None
     error: str | None = None
+    engine_id: str | None = None
 
     @property
     def settled(self) -> bool:
@@ -257,3 +258,19 @@ class JobEvent(Record):
     kind: str = ""
     message: str = ""
     data: dict[str, Any] | None = None
+
+
+class Engine(Record):
+    """`InferenceEngineSummary` or `InferenceEngineDetail` (Emissary v2)."""
+
+    id: str
+    name: str = ""
+    status: str = ""
+    base_model: str | None = None
+    task_type: str | None = None
+    deployment_counts: int = 0
+    created_at: int | None = None
+    deployments: list[Deployment] = Field(default_factory=list)
+    resource_management_config: dict[str, Any] | None = None
+    error: str | None = None
+    next_active_at: int | None = None

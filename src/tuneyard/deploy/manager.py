@@ -346,7 +346,8 @@ class DeploymentManager:
     async def _tick(self) -> None:
         with Session(self.engine) as session:
             rows = list(session.scalars(select(Deployment).where(
-                Deployment.status.in_((*DEPLOYMENT_LIVE, DeploymentStatus.CANCELLED)))))
+                Deployment.status.in_((*DEPLOYMENT_LIVE, DeploymentStatus.CANCELLED)),
+                Deployment.engine_id.is_(None))))  # an engine's: deploy.engines
             wanted = {r.id: (r.status, r.server_type, r.inactive_timeout, r.loaded,
                              r.last_request_at) for r in rows}
         for dp_id, (status, server_type, timeout, loaded, asked) in wanted.items():

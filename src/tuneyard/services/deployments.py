@@ -110,6 +110,8 @@ async def reactivate_deployment(*, session: Session, manager: DeploymentManager,
                            f"{deployment.status.lower()} and active")
     deployment.status, deployment.error = DeploymentStatus.PENDING, None
     session.commit()
+    if deployment.engine_id:
+        return  # the engine manager loads it on its engine
     await manager.load(deployment.id)
 
 

@@ -214,7 +214,9 @@ class TextGenerationModel(LoadedModel):
         return ids.to(self.model.device)
 
     def _generate(self, text: str, add_special_tokens: bool, params: SamplingParams, *,
-                  cancel: threading.Event, streamer: _DeltaStreamer | None = None) -> Generation:
+                  cancel: threading.Event, streamer: _DeltaStreamer | None = None,
+                  **extra: Any) -> Generation:
+        """`extra` goes to `generate` as is (an engine passes `adapter_names`)."""
         input_ids = self._encode(text, add_special_tokens)
         prompt_len = input_ids.shape[1]
         budget = params.max_new_tokens
@@ -240,6 +242,7 @@ class TextGenerationModel(LoadedModel):
             kwargs["max_time"] = self.max_generation_seconds
         if streamer is not None:
             kwargs["streamer"] = streamer
+        kwargs.update(extra)
         with torch.inference_mode():
             output = self.model.generate(**kwargs)
         generated = output[0, prompt_len:].tolist()
@@ -256,7 +259,7 @@ class TextGenerationModel(LoadedModel):
         return Generation(text_out, prompt_len, len(generated), reason)
 
     def _stream(self, text: str, add_special_tokens: bool,
-                params: SamplingParams) -> GenerationStream:
+                params: SamplingParams, **extra: Any) -> GenerationStream:
         cancel = threading.Event()
         streamer = _DeltaStreamer(self.tokenizer, decode=self._decode, stops=params.stop)
         stream = GenerationStream(streamer, cancel)
@@ -268,7 +271,7 @@ class TextGenerationModel(LoadedModel):
                 return
             try:
                 result = self._generate(text, add_special_tokens, params,
-                                        cancel=cancel, streamer=streamer)
+                                        cancel=cancel, streamer=streamer, **extra)
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
                 streamer.fail(exc)
                 return

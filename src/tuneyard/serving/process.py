@@ -69,12 +69,14 @@ def start_model_server(
     max_new_tokens_limit: int | None = None,
     max_generation_seconds: float | None = None,
     env: dict[str, str] | None = None,
+    engine: bool = False,
 ) -> ModelServerHandle:
     """Start `tuneyard.serving.server` for one model (forked from the preloaded
     server, see `tuneyard.processes.spawn_module`); returns at once.
 
     `port` None picks a free one. Follow with `wait_ready`. `env` adds to (and
-    overrides) this process's environment, e.g. CUDA_VISIBLE_DEVICES.
+    overrides) this process's environment, e.g. CUDA_VISIBLE_DEVICES. `engine`
+    serves `model_dir` as an engine's base (LoRA adapters added at run time).
     """
     sock = _bind(host, port or 0)
     bound_port = sock.getsockname()[1]
@@ -84,6 +86,8 @@ def start_model_server(
         argv += ["--base-model-path", str(base_model_path)]
     if device:
         argv += ["--device", device]
+    if engine:
+        argv += ["--engine"]
     if max_new_tokens_limit:
         argv += ["--max-new-tokens-limit", str(max_new_tokens_limit)]
     if max_generation_seconds:

@@ -193,6 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--max-new-tokens-limit", type=int, default=DEFAULT_MAX_TOKENS_LIMIT)
     p.add_argument("--max-generation-seconds", type=float, default=300.0)
+    p.add_argument("--engine", action="store_true",
+                   help="serve --model-dir as an engine's base: LoRA adapters are loaded "
+                        "at run time (see tuneyard.serving.engine)")
     return p
 
 
@@ -233,17 +236,27 @@ def main(argv: list[str] | None = None) -> int:
 
     log.info("loading %s model from %s", args.task, args.model_dir)
     try:
-        model = load_for_serving(
-            args.model_dir, task_type=args.task, base_model_path=args.base_model_path,
-            device=args.device, max_new_tokens_limit=args.max_new_tokens_limit,
-            max_generation_seconds=args.max_generation_seconds or None,
-        )
+        if args.engine:
+            from tuneyard.serving.engine import create_engine_app, load_engine
+
+            model = load_engine(args.model_dir, task_type=args.task, device=args.device,
+                                max_new_tokens_limit=args.max_new_tokens_limit,
+                                max_generation_seconds=args.max_generation_seconds or None)
+        else:
+            model = load_for_serving(
+                args.model_dir, task_type=args.task, base_model_path=args.base_model_path,
+                device=args.device, max_new_tokens_limit=args.max_new_tokens_limit,
+                max_generation_seconds=args.max_generation_seconds or None,
+            )
     except ServingError as exc:
         print(f"tuneyard model server: {exc.message}", file=sys.stderr, flush=True)
         return 3
     log.info("loaded in %.1fs on %s", model.load_seconds, model.device)
 
-    app = create_app(model, max_new_tokens_limit=args.max_new_tokens_limit)
+    if args.engine:
+        app = create_engine_app(model, max_new_tokens_limit=args.max_new_tokens_limit)
+    else:
+        app = create_app(model, max_new_tokens_limit=args.max_new_tokens_limit)
     # On SIGTERM, requests in flight get 3 s to finish; stop_model_server's
     # SIGKILL comes later still.
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info",

@@ -46,7 +46,8 @@ def detail(manager: DeploymentManager, row: Deployment) -> DeploymentDetail:
         description=row.description, base_model=row.base_model, training_id=row.training_job_id,
         checkpoint=row.checkpoint, updated_at=row.updated_at, task_type=row.task_type,
         server_type=row.server_type, inactive_timeout=row.inactive_timeout,
-        active=running is not None, error=row.error,
+        active=running is not None or bool(row.engine_id and row.loaded), error=row.error,
+        engine_id=row.engine_id,
         labels=running.labels if running else None,
     )
 
