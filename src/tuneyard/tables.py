@@ -141,7 +141,7 @@ class TrainingJob(Base):
     eval_worker_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
     eval_heartbeat_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
-    # SFT, DPO or GRPO (migration 0002_h5); GRPO's reward: test function -> weight.
+    # SFT, DPO or GRPO (migration 0005); GRPO's reward: test function -> weight.
     training_technique: Mapped[str] = mapped_column(String(10), default="SFT",
                                                     server_default="SFT")
     reward: Mapped[dict | None] = mapped_column(JSON, nullable=True)

@@ -1,14 +1,14 @@
 """leases: one row per role held by one process at a time (the deployment lifecycle)
 
-Revision ID: 0002_h3
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_h3"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

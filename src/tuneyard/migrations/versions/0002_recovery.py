@@ -4,14 +4,14 @@ A finished job's leftover evaluations are claimed by one worker at a time
 (eval_worker_id / eval_heartbeat_at), and a model server's pid is stored with
 its start time (server_identity) so a recycled pid is never killed.
 
-Revision ID: 0002_h2
+Revision ID: 0002
 Revises: 0001
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_h2"
+revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None

@@ -1,14 +1,14 @@
 """training technique (SFT, DPO, GRPO), GRPO reward weights, per-step training metrics
 
-Revision ID: 0002_h5
-Revises: 0001
+Revision ID: 0005
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_h5"
-down_revision = "0001"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """inference engines: the engines table and deployments.engine_id
 
-Revision ID: 0002_h8
-Revises: 0001
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_h8"
-down_revision = "0001"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

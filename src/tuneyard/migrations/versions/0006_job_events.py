@@ -1,14 +1,14 @@
 """job events, pause, and the OpenAI-compatible API's job details
 
-Revision ID: 0002_h6
-Revises: 0001
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_h6"
-down_revision = "0001"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

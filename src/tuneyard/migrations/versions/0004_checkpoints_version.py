@@ -1,14 +1,14 @@
 """training_jobs.checkpoints_version: the key of the cached checkpoint listing
 
-Revision ID: 0002_h4
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_h4"
-down_revision = "0001"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
