@@ -211,3 +211,27 @@ def test_delete_a_dataset_a_job_and_the_project(web):
     res = web.post(f"/projects/{project}/delete", data={"csrf": token}, follow_redirects=False)
     assert res.headers["location"] == "/"
     assert web.get(f"/projects/{project}").status_code == 404
+
+
+def test_new_job_form_starts_grpo_and_dpo_jobs(web):
+    project, dataset = _pending_job(web)
+    sign_in(web)
+    token, url = csrf_of(web), f"/projects/{project}/jobs"
+    form = web.get(url + "/new").text
+    assert 'name="technique"' in form and 'name="w_exact_match"' in form
+    base = {"csrf": token, "base_model": "tuneyard-tiny-lm", "train_dataset_id": dataset,
+            "test_functions": "exact_match",
+            "p_per_device_train_batch_size": "4"}  # whole groups of num_generations (4)
+    # GRPO without any weight: the reward is named as the missing field.
+    bad = web.post(url, data={**base, "technique": "GRPO"})
+    assert bad.status_code == 400 and "reward" in bad.text
+    res = web.post(url, data={**base, "technique": "GRPO", "w_exact_match": "1",
+                              "w_chrf": ""}, follow_redirects=False)
+    assert res.status_code == 303, res.text
+    job_id = res.headers["location"].rsplit("/", 1)[1]
+    job = web.get(f"/v1/projects/{project}/training-jobs/{job_id}",
+                  headers={"X-API-Key": ADMIN_KEY}).json()
+    assert job["training_technique"] == "GRPO" and job["reward"] == {"exact_match": 1.0}
+    # DPO needs preference records: a prompt/completion set is refused, naming why.
+    bad = web.post(url, data={**base, "technique": "DPO"})
+    assert bad.status_code == 400 and "preference" in bad.text

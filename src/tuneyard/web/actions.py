@@ -22,7 +22,7 @@ from tuneyard.api.deps import SessionDep, StoreDep, plausible_id
 from tuneyard.api.forward import call_model, stream_model
 from tuneyard.api.guard import accepts_upload
 from tuneyard.errors import Forbidden, InvalidInput, TuneyardError
-from tuneyard.schemas import DeploymentCreate, TrainingJobCreate
+from tuneyard.schemas import DeploymentCreate, GRPOTrainingJobCreate, TrainingJobCreate
 from tuneyard.services import datasets as dataset_service
 from tuneyard.services import deployments as deployment_service
 from tuneyard.services import jobs as job_service
@@ -155,6 +155,20 @@ def _parameters(form) -> dict[str, Any]:
     return out
 
 
+def _reward(form) -> dict[str, float] | None:
+    """GRPO's reward from the form: a weight per test function (`w_<name>`); blank
+    weights are left out, so only the functions given a weight reward."""
+    weights = {}
+    for key, value in form.items():
+        if key.startswith("w_") and str(value).strip():
+            try:
+                weights[key[2:]] = float(value)
+            except ValueError:
+                raise InvalidInput(f"reward: the weight of {key[2:]!r} must be a number, "
+                                   f"got {str(value)[:40]!r}") from None
+    return weights or None
+
+
 @router.post("/projects/{project_id}/jobs")
 async def create_job(request: Request, project: WebProject, viewer: CsrfUser, db: SessionDep):
     form = await request.form()
@@ -172,8 +186,16 @@ async def create_job(request: Request, project: WebProject, viewer: CsrfUser, db
             test_functions=[str(f) for f in form.getlist("test_functions")] or None,
             parameters=_parameters(form) or None,
         )
-        job = job_service.create_job(session=db, settings=request.app.state.settings,
-                                     project=project, user=viewer.user, body=body)
+        technique = str(form.get("technique") or "SFT").upper()
+        if technique == "GRPO":
+            body = GRPOTrainingJobCreate(**body.model_dump(exclude_none=True),
+                                         reward=_reward(form))
+            job = job_service.create_grpo_job(session=db, settings=request.app.state.settings,
+                                              project=project, user=viewer.user, body=body)
+        else:
+            job = job_service.create_job(session=db, settings=request.app.state.settings,
+                                         project=project, user=viewer.user, body=body,
+                                         technique=technique)
     except (TuneyardError, ValueError) as exc:
         db.rollback()
         message = exc.message if isinstance(exc, TuneyardError) else str(exc)
