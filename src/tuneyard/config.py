@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     """Log lines as plain text, or as JSON objects (one per line) naming the job
     or deployment each concerns, for log shippers."""
 
+    ray_address: str | None = None
+    """A Ray cluster (`HOST:PORT`, or `auto`): workers then run each job as a Ray Train
+    run (`num_workers` data-parallel workers) and its evaluations as Ray tasks. The
+    store must be one every node sees (S3, or a shared path). Unset: local processes."""
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'tuneyard.db'}"
