@@ -12,11 +12,12 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-# Relative gap allowed between the 2-worker and 1-worker losses. Same model,
-# same seed, same global batch and learning rate; what differs is which
-# examples share a micro-batch (DistributedSampler vs one sampler) and the
-# float summation order of the gradient all-reduce.
-LOSS_TOLERANCE = 0.15
+# Relative gap allowed between the 2-worker and 1-worker loss at every step.
+# Same model, seed, examples per step and learning rate, and the HF Trainer
+# averages the loss over the tokens of all ranks: what differs is only the
+# float summation order (two half-batches, then the gloo all-reduce). Measured
+# here: below 2e-7.
+LOSS_TOLERANCE = 1e-4
 
 
 def job_url(project, job):
@@ -26,6 +27,8 @@ def job_url(project, job):
 @pytest.fixture
 def ray_settings(settings, ray_address):
     settings.ray_address = ray_address
+    # The evaluation task beside the 2 training workers on the 2-CPU test cluster.
+    settings.ray_evaluation_cpus = 0
     return settings
 
 
@@ -40,17 +43,27 @@ def test_num_workers_above_one_needs_a_ray_cluster(client, create_job, project, 
     assert too_many.status_code == 400 and "num_workers" in too_many.text
 
 
-def test_two_ray_workers_match_one_at_the_same_global_batch(ray_settings, client, project,
-                                                            create_job):
+def test_two_ray_workers_match_one_at_the_same_global_batch(settings, ray_settings, client,
+                                                            project, create_job):
+    """The 1-worker reference runs in the local child: the same computation as one
+    Ray Train worker (no process group), and it saves a Ray run's start-up here."""
+    import time
+
     from tuneyard.worker.loop import Worker
 
-    worker = Worker(ray_settings)
+    # 16 training records (10 of the 26 held out): every global batch is a full 8, so
+    # no rank pads its shard and each step sees the same 8 examples either way.
+    split = {"train_test_split_ratio": 0.385}
     common = {"num_train_epochs": 2, "learning_rate": 0.003, "logging_steps": 1,
               "max_seq_length": 64, "seed": 7}
-    two = create_job(parameters={**common, "num_workers": 2, "per_device_train_batch_size": 4})
-    one = create_job(parameters={**common, "num_workers": 1, "per_device_train_batch_size": 8})
-    assert worker.run_once() == two["id"]
-    assert worker.run_once() == one["id"]
+    one = create_job(parameters={**common, "num_workers": 1, "per_device_train_batch_size": 8},
+                     **split)
+    assert Worker(settings.model_copy(update={"ray_address": None})).run_once() == one["id"]
+    two = create_job(parameters={**common, "num_workers": 2, "per_device_train_batch_size": 4},
+                     **split)
+    began = time.monotonic()
+    assert Worker(ray_settings).run_once() == two["id"]
+    print(f"Ray job took {time.monotonic() - began:.1f} s")
     results = {}
     for job in (two, one):
         detail = client.get(job_url(project, job)).json()
@@ -59,13 +72,15 @@ def test_two_ray_workers_match_one_at_the_same_global_batch(ray_settings, client
         assert losses[-1] < losses[0]  # it learned
         checkpoints = client.get(job_url(project, job) + "/checkpoints").json()
         assert [c["checkpoint"] for c in checkpoints] == [1, 2]  # rank 0 published, once each
+        # Evaluations ran (as a Ray task for the Ray job) and scored each checkpoint.
+        assert all(c["test_results"] and c["test_results"].get("aggregated_test_result")
+                   for c in checkpoints), checkpoints
         results[job["id"]] = detail["training_loss"]
     steps_two = [p["step"] for p in results[two["id"]]]
     steps_one = [p["step"] for p in results[one["id"]]]
     assert steps_two == steps_one  # the same global batch: the same number of steps
-    final_two, final_one = results[two["id"]][-1]["loss"], results[one["id"]][-1]["loss"]
-    first_two, first_one = results[two["id"]][0]["loss"], results[one["id"]][0]["loss"]
-    print(f"loss 2 workers: {first_two:.4f} -> {final_two:.4f}; "
-          f"1 worker: {first_one:.4f} -> {final_one:.4f}")
-    assert abs(first_two - first_one) <= LOSS_TOLERANCE * first_one
-    assert abs(final_two - final_one) <= LOSS_TOLERANCE * final_one
+    pairs = [(p2["loss"], p1["loss"]) for p2, p1 in zip(results[two["id"]],
+                                                         results[one["id"]], strict=True)]
+    worst = max(abs(a - b) / b for a, b in pairs)
+    print(f"2 vs 1 worker losses: {pairs}; largest relative gap {worst:.2e}")
+    assert worst <= LOSS_TOLERANCE

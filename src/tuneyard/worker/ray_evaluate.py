@@ -5,7 +5,7 @@ With `TUNEYARD_RAY_ADDRESS` set, the worker spawns this module instead of
 restarts, stop with the job). This process is only the Ray driver: the
 evaluation itself (`evaluate.evaluate_job`: the baseline, then every checkpoint
 as it is published) runs as one Ray task with its own resource request
-(`EVAL_CPUS`, a GPU when the cluster has one), placed by Ray beside training,
+(`TUNEYARD_RAY_EVALUATION_CPUS`, a GPU when the cluster has one), placed by Ray beside training,
 not on the worker's host. Ending this process ends the task: Ray cancels the
 tasks of a driver that is gone.
 """
@@ -15,8 +15,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-
-EVAL_CPUS = 1
 
 
 def evaluate_remote(job_id: str) -> int:
@@ -38,9 +36,10 @@ def main(job_id: str) -> int:
     logs.configure()
     logs.set_process_ids(job_id=job_id)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(1))
-    connect(get_settings())
+    settings = get_settings()
+    connect(settings)
     task = ray.remote(evaluate_remote).options(
-        num_cpus=EVAL_CPUS, num_gpus=1 if cluster_has_gpus() else 0, max_retries=0)
+        num_cpus=settings.ray_evaluation_cpus, num_gpus=1 if cluster_has_gpus() else 0, max_retries=0)
     try:
         return int(ray.get(task.remote(job_id)))
     except ray.exceptions.RayError as exc:
