@@ -58,7 +58,7 @@ def main() -> int:
         address = head.wait()
         print(f"  S3 at {s3.endpoint} (bucket {bucket}), Ray head at {address}")
         home = folder / "home"
-        env = {**os.environ, **s3.env(), **RAY_ENV, "HF_HUB_OFFLINE": "1",
+        env = {**os.environ, **s3.env, **RAY_ENV, "HF_HUB_OFFLINE": "1",
                "TUNEYARD_DATABASE_URL": db, "TUNEYARD_STORAGE_URL": f"s3://{bucket}/demo",
                "TUNEYARD_RAY_ADDRESS": address,
                # Two CPUs in all: the evaluation task runs beside the two training workers.
