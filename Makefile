@@ -57,7 +57,7 @@ demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/tuneyard demo $(if $(KEEP),--keep,) $(if $(PORT),--port $(PORT),)
 
 # The same tour on a local S3 server (SeaweedFS), a local Ray head and PostgreSQL
-# (TUNEYARD_DEMO_DATABASE_URL, default the local server's tuneyard_demo database),
+# (DEMO_DATABASE_URL, default the local server's tuneyard_demo database),
 # training with 2 Ray Train workers. Offline. See docs/scale-out.md.
 demo-cluster: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/demo_cluster.py

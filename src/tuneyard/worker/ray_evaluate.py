@@ -39,7 +39,8 @@ def main(job_id: str) -> int:
     settings = get_settings()
     connect(settings)
     task = ray.remote(evaluate_remote).options(
-        num_cpus=settings.ray_evaluation_cpus, num_gpus=1 if cluster_has_gpus() else 0, max_retries=0)
+        num_cpus=settings.ray_evaluation_cpus, num_gpus=1 if cluster_has_gpus() else 0,
+        max_retries=0)
     try:
         return int(ray.get(task.remote(job_id)))
     except ray.exceptions.RayError as exc:
