@@ -84,3 +84,62 @@ def test_two_ray_workers_match_one_at_the_same_global_batch(settings, ray_settin
     worst = max(abs(a - b) / b for a, b in pairs)
     print(f"2 vs 1 worker losses: {pairs}; largest relative gap {worst:.2e}")
     assert worst <= LOSS_TOLERANCE
+
+
+def _train_workers() -> list[int]:
+    """Pids of Ray Train worker processes (Ray titles them `ray::RayTrainWorker…`)."""
+    from pathlib import Path
+
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmd.startswith(b"ray::RayTrainWorker"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_killed_ray_worker_resumes_and_cancel_ends_the_run(ray_settings, client, project,
+                                                          create_job):
+    """SIGKILL one Ray Train worker: the run fails, the worker requeues the job (its
+    attempts path) and the next attempt resumes from the last checkpoint, numbering
+    on; then cancel ends the driver, and Ray ends the training workers with it."""
+    import os
+    import signal
+    import threading
+
+    from tests.worker.conftest import wait_for
+    from tuneyard.worker.loop import Worker
+
+    worker = Worker(ray_settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        job = create_job(parameters={"num_train_epochs": 500, "save_strategy": "steps",
+                                     "save_steps": 2, "num_workers": 2,
+                                     "per_device_train_batch_size": 4})
+        url = job_url(project, job)
+        wait_for(lambda: client.get(url + "/checkpoints").json(), timeout=180,
+                 what="a first checkpoint")
+        victims = _train_workers()
+        assert victims, "no Ray Train worker process found"
+        os.kill(victims[-1], signal.SIGKILL)
+        wait_for(lambda: client.get(url).json().get("attempts", 0) >= 2 or any(
+            "resuming from checkpoint" in e["message"]
+            for e in client.get(url + "/events").json()), timeout=120, what="a second attempt")
+        seen = len(client.get(url + "/checkpoints").json())
+        wait_for(lambda: len(client.get(url + "/checkpoints").json()) > seen + 1,
+                 timeout=180, what="checkpoints after the resume")
+        numbers = [c["checkpoint"] for c in client.get(url + "/checkpoints").json()]
+        assert numbers == list(range(1, len(numbers) + 1))  # contiguous across attempts
+        assert client.post(url + "/cancel").status_code == 204
+        wait_for(lambda: client.get(url).json()["status"] == "Cancelled", timeout=30,
+                 what="Cancelled")
+        wait_for(lambda: not _train_workers(), timeout=30, what="the Ray Train workers to end")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
