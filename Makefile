@@ -26,7 +26,7 @@ WEB_VENDOR := src/tuneyard/web/static/vendor
 WEB_ASSETS := node_modules/htmx.org/dist/htmx.min.js node_modules/uplot/dist/uPlot.iife.min.js \
 	node_modules/uplot/dist/uPlot.min.css
 
-.PHONY: setup test test-fast serve demo lint bench clean
+.PHONY: setup test test-fast serve demo demo-cluster lint bench clean
 
 setup: $(STAMP) $(WEB_VENDOR)/.stamp
 
@@ -55,6 +55,12 @@ serve: setup
 # server running afterwards; PORT=... picks another port than 8765.
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/tuneyard demo $(if $(KEEP),--keep,) $(if $(PORT),--port $(PORT),)
+
+# The same tour on a local S3 server (SeaweedFS), a local Ray head and PostgreSQL
+# (DEMO_DATABASE_URL, default the local server's tuneyard_demo database),
+# training with 2 Ray Train workers. Offline. See docs/scale-out.md.
+demo-cluster: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/demo_cluster.py
 
 # Benchmarks (not tests: CI runs only their smoke test). Each figure is a ratio
 # against a baseline measured in the same run; see bench/RESULTS.md.

@@ -218,3 +218,23 @@ def pytest_collection_modifyitems(config, items):
 
 # A real S3 server (SeaweedFS), started once per session by whichever test needs it.
 from tests.seaweed import s3_env, s3_server  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session")
+def ray_address(tmp_path_factory) -> Iterator[str]:
+    """A local Ray head (2 CPUs, no dashboard) for the session; see tests/ray_head.py."""
+    from tests.ray_head import RAY_ENV, RayHead
+
+    head = RayHead(num_cpus=2, log_dir=tmp_path_factory.mktemp("ray"))
+    try:
+        address = head.wait()
+        saved = {key: os.environ.get(key) for key in RAY_ENV}
+        os.environ.update(RAY_ENV)  # the drivers (worker children) inherit these
+        yield address
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    finally:
+        head.stop()

@@ -96,6 +96,15 @@ class Settings(BaseSettings):
     """Log lines as plain text, or as JSON objects (one per line) naming the job
     or deployment each concerns, for log shippers."""
 
+    ray_address: str | None = None
+    """A Ray cluster (`HOST:PORT`, or `auto`): workers then run each job as a Ray Train
+    run (`num_workers` data-parallel workers) and its evaluations as Ray tasks. The
+    store must be one every node sees (S3, or a shared path). Unset: local processes."""
+
+    ray_evaluation_cpus: float = Field(1.0, ge=0, le=256)
+    """CPUs one job's evaluation task asks of the Ray cluster (it also asks for a GPU
+    when the cluster has one); 0 lets it run beside training on a full node."""
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'tuneyard.db'}"

@@ -59,6 +59,12 @@ class Server:
     log: Path | None
 
 
+# --cluster: the job parameters it adds, and the settings the server keeps.
+CLUSTER: dict = {}
+CLUSTER_SETTINGS = ("TUNEYARD_DATABASE_URL", "TUNEYARD_STORAGE_URL", "TUNEYARD_RAY_ADDRESS",
+                    "TUNEYARD_RAY_EVALUATION_CPUS")
+
+
 def demo(
     keep: bool = typer.Option(False, "--keep",
                               help="Leave the server (and the deployment) running afterwards."),
@@ -66,6 +72,10 @@ def demo(
     home: Path = typer.Option(Path(".tuneyard-demo"), "--home", file_okay=False,
                               help="The demo server's TUNEYARD_HOME (database, artifacts, "
                                    "admin.key, server.log)."),
+    cluster: bool = typer.Option(
+        False, "--cluster", help="Keep this shell's TUNEYARD_DATABASE_URL, TUNEYARD_STORAGE_URL "
+        "and TUNEYARD_RAY_ADDRESS for the server and train with num_workers 2 "
+        "(`make demo-cluster` sets them up)."),
 ) -> None:
     """Run the first-run tour: serve, upload, fine-tune, evaluate, deploy, complete.
 
@@ -77,6 +87,8 @@ def demo(
     from tuneyard.client import TuneyardClient
 
     started = time.monotonic()
+    if cluster:
+        CLUSTER.update(num_workers=2)
     url = f"http://127.0.0.1:{port}"
     with ExitStack() as cleanup:
         server = _server(url, port, home)
@@ -153,6 +165,8 @@ def _server(url: str, port: int, home: Path) -> Server:
     # Only the demo's own settings: a TUNEYARD_DATABASE_URL meant for another
     # server must never point the demo at that database.
     env.update(TUNEYARD_HOME=str(home), TUNEYARD_PUBLIC_URL=url, PYTHONUNBUFFERED="1")
+    if CLUSTER:  # --cluster: the S3 store, PostgreSQL and Ray head set up for it
+        env.update({k: v for k, v in os.environ.items() if k in CLUSTER_SETTINGS})
     env.setdefault("HF_HUB_OFFLINE", "1")  # the demo's model is built locally
     if not key_file.is_file() and (home / "tuneyard.db").exists():
         # An older demo home whose admin.key was deleted: the server writes one
@@ -287,7 +301,7 @@ def _tour(api: TuneyardClient) -> Tour:
               "row is what it scores before any training")
     job = api.jobs.create(project.id, base_model=BASE_MODEL, train_dataset_id=ids["train"],
                           test_dataset_id=ids["test"], name="demo: upper and reverse",
-                          parameters={"num_train_epochs": EPOCHS})
+                          parameters={"num_train_epochs": EPOCHS, **CLUSTER})
     out.print(f"  created job {job.id} ({status_style(job.status)}); following it "
               f"(`tuneyard jobs watch {job.id}`):")
     from ._watch import watch_job

@@ -180,6 +180,9 @@ def create_job(*, session: Session, settings: Settings, project: Project, user: 
         params = resolve_parameters(body.parameters or {}, template=template)
     except ParameterError as exc:
         raise InvalidInput(f"parameters: {exc}") from None
+    if parse_parameters(params).num_workers > 1 and not settings.ray_address:
+        raise InvalidInput("parameters.num_workers: above 1 needs a Ray cluster "
+                           "(TUNEYARD_RAY_ADDRESS is not set on this server)")
     if task_type == "embedding" and parse_parameters(params).use_lora:
         raise InvalidInput("parameters: use_lora is not supported for embedding models yet; "
                            "set use_lora to false")

@@ -36,6 +36,7 @@ MAX_STEPS = 10_000_000
 MAX_BATCH = 4096
 MAX_TIMEOUT = 30 * 24 * 3600
 MAX_STR = 200
+MAX_WORKERS = 512  # data-parallel Ray Train workers of one job
 
 
 def _p(default: Any, *, gt: float | None = None, ge: float | None = None,
@@ -114,6 +115,10 @@ class TrainingParameters:
     """GRPO: the most tokens generated per completion."""
     temperature: float = _p(1.0, gt=0, le=10)
     """GRPO: sampling temperature of the generated completions."""
+    num_workers: int = _p(1, ge=1, le=MAX_WORKERS)
+    """Data-parallel training workers (DDP) on the Ray cluster (`TUNEYARD_RAY_ADDRESS`);
+    above 1 needs one. per_device_train_batch_size stays per worker: the global batch
+    is num_workers x per_device_train_batch_size x gradient_accumulation_steps."""
 
 
 def _attribute_docstrings(cls: type) -> dict[str, str]:

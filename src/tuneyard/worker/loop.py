@@ -63,7 +63,10 @@ class Worker:
                     **metrics.child_env())
 
     def _spawn(self, job_id: str, log_path: Path) -> ForkedChild:
-        return spawn_module("tuneyard.worker.child", [job_id, self.worker_id],
+        # With a Ray cluster the child is the driver of a Ray Train run (worker.ray_train).
+        module = ("tuneyard.worker.ray_train" if self.settings.ray_address
+                  else "tuneyard.worker.child")
+        return spawn_module(module, [job_id, self.worker_id],
                             log_path=log_path, env=self._child_env())
 
     def _finish(self, job_id: str, status: str, error: str | None = None) -> None:
@@ -97,7 +100,9 @@ class Worker:
             # On a small CPU machine, evaluation beside training would otherwise
             # oversubscribe the cores and slow training down more than needed.
             env.setdefault("OMP_NUM_THREADS", "1")
-        return spawn_module("tuneyard.worker.evaluate", [job_id],
+        module = ("tuneyard.worker.ray_evaluate" if self.settings.ray_address
+                  else "tuneyard.worker.evaluate")
+        return spawn_module(module, [job_id],
                             log_path=self.settings.home / "logs" / f"{job_id}.eval.log", env=env)
 
     def _evaluations(self, job_id: str) -> EvaluationSupervisor:
