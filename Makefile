@@ -26,7 +26,7 @@ WEB_VENDOR := src/tuneyard/web/static/vendor
 WEB_ASSETS := node_modules/htmx.org/dist/htmx.min.js node_modules/uplot/dist/uPlot.iife.min.js \
 	node_modules/uplot/dist/uPlot.min.css
 
-.PHONY: setup test test-fast serve demo demo-cluster lint bench clean
+.PHONY: setup test test-fast test-faults serve demo demo-cluster lint bench clean
 
 setup: $(STAMP) $(WEB_VENDOR)/.stamp
 
@@ -39,9 +39,14 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 test: setup $(EMISSARY_VENV)/.stamp
-	$(TEST_ENV) TUNEYARD_TEST_DATABASE_URL= $(BIN)/python -m pytest $(XDIST) -m "not e2e" $(PYTEST_ARGS)
+	$(TEST_ENV) TUNEYARD_TEST_DATABASE_URL= $(BIN)/python -m pytest $(XDIST) -m "not e2e and not faults" $(PYTEST_ARGS)
 	$(TEST_ENV) TUNEYARD_TEST_DATABASE_URL=$(TEST_PG_URL) TUNEYARD_TEST_REQUIRE_DB=1 \
-		$(BIN)/python -m pytest $(XDIST) -m postgres $(PYTEST_ARGS)
+		$(BIN)/python -m pytest $(XDIST) -m "postgres and not faults" $(PYTEST_ARGS)
+
+# Long fault-injection runs kept out of `make test`'s budget (a killed Ray worker).
+test-faults: setup $(EMISSARY_VENV)/.stamp
+	$(TEST_ENV) TUNEYARD_TEST_DATABASE_URL=$(TEST_PG_URL) TUNEYARD_TEST_REQUIRE_DB=1 \
+		$(BIN)/python -m pytest -m faults $(PYTEST_ARGS)
 
 # The inner loop: everything that neither trains nor starts a server, on SQLite.
 test-fast: setup

@@ -102,6 +102,7 @@ def _train_workers() -> list[int]:
     return pids
 
 
+@pytest.mark.faults  # about 80 s of Ray start-ups: `make test-faults`, not `make test`
 def test_killed_ray_worker_resumes_and_cancel_ends_the_run(ray_settings, client, project,
                                                           create_job):
     """SIGKILL one Ray Train worker: the run fails, the worker requeues the job (its
