@@ -66,7 +66,9 @@ def create_job(client, project, dataset_id):
 def worker(settings):
     from tuneyard.worker.loop import Worker
 
-    return Worker(settings)
+    worker = Worker(settings)
+    yield worker
+    worker.engine.dispose()  # its own pool: no connection left open after the tests
 
 
 @pytest.fixture
