@@ -35,7 +35,7 @@ def test_train_watch_list_download(user):
     cli, dataset = user, user.dataset
     created = cli.ok("jobs", "create", "-d", dataset, "-m", "tuneyard-tiny-lm", "--epochs", "1",
                      "-P", "max_seq_length=32", "--name", "cli-job", "-q", "--watch",
-                     "--eval-wait", "0", timeout=240)
+                     "--eval-wait", "120", timeout=360)  # the best is known once tested
     job = created.out.strip()  # with -q, stdout is only the id; the watch goes to stderr
     assert job.startswith("tr-")
     assert f"{job} Success 100%" in created.err  # one line per change, off a terminal

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from tuneyard.serving.errors import InvalidRequest, ServingError
@@ -301,56 +301,18 @@ def load_engine(base_dir: str, *, task_type: str, device: str | None = None,
 def create_engine_app(model: EngineTextModel, *,
                       max_new_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT) -> FastAPI:
     """The internal routes of an engine (see the module docstring)."""
-    from tuneyard.serving.server import _END, _error, _next_or_end, _sse
+    from tuneyard.serving.server import install_error_handlers, read_body, stream_response
 
     app = FastAPI(title="tuneyard engine", docs_url=None, redoc_url=None, openapi_url=None)
     state: dict[str, Any] = {"last_request_at": None}
 
-    @app.exception_handler(ServingError)
-    async def serving_error(_request: Request, exc: ServingError) -> JSONResponse:
-        status = 400 if isinstance(exc, InvalidRequest) or exc.code == "unsupported_task" else 500
-        return _error(status, exc.message, exc.code, getattr(exc, "field", None))
-
-    @app.exception_handler(Exception)
-    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request failed")
-        return _error(500, f"the model failed: {type(exc).__name__}: {exc}", "internal")
+    install_error_handlers(app)
 
     async def body_of(request: Request) -> dict[str, Any]:
-        state["last_request_at"] = time.time()
-        try:
-            body = await request.json()
-        except ValueError:
-            raise InvalidRequest("the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("the request body must be a JSON object")
-        return body
+        return await read_body(request, state)
 
     async def streamed(stream: GenerationStream) -> StreamingResponse:
-        try:
-            first = await run_in_threadpool(_next_or_end, stream)
-        except BaseException:
-            stream.close()
-            raise
-
-        async def events():
-            try:
-                item = first
-                while item is not _END:
-                    if item:
-                        yield _sse({"delta": item})
-                    item = await run_in_threadpool(_next_or_end, stream)
-                yield _sse({"done": True, **stream.result.to_dict()})
-            except ServingError as exc:
-                yield _sse({"error": exc.message, "code": exc.code})
-            except Exception as exc:  # noqa: BLE001 - the status line is already sent
-                yield _sse({"error": f"the model failed: {type(exc).__name__}: {exc}",
-                            "code": "internal"})
-            finally:
-                stream.close()
-
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return await stream_response(stream, state)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

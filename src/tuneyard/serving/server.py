@@ -72,15 +72,8 @@ def _next_or_end(stream) -> Any:
     return next(stream, _END)
 
 
-def create_app(model: LoadedModel, *, max_new_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
-               default_max_new_tokens: int | None = None) -> FastAPI:
-    """The internal app serving `model` (tests mount it in-process too)."""
-    app = FastAPI(title="tuneyard model server", docs_url=None, redoc_url=None,
-                  openapi_url=None)
-    state = {"last_request_at": None}
-    sampling_limits: dict[str, int] = {"max_tokens_limit": max_new_tokens_limit}
-    if default_max_new_tokens:
-        sampling_limits["default_max_new_tokens"] = default_max_new_tokens
+def install_error_handlers(app: FastAPI) -> None:
+    """A model's refusal is a 400 with its code; anything else a 500 saying what failed."""
 
     @app.exception_handler(ServingError)
     async def serving_error(_request: Request, exc: ServingError) -> JSONResponse:
@@ -92,48 +85,72 @@ def create_app(model: LoadedModel, *, max_new_tokens_limit: int = DEFAULT_MAX_TO
         log.exception("request failed")
         return _error(500, f"the model failed: {type(exc).__name__}: {exc}", "internal")
 
-    async def body_of(request: Request) -> dict[str, Any]:
-        state["last_request_at"] = time.time()
+
+async def read_body(request: Request, state: dict[str, Any]) -> dict[str, Any]:
+    """The request's JSON object (a 400 otherwise); notes the request's time in `state`."""
+    state["last_request_at"] = time.time()
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidRequest("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+async def stream_response(stream, state: dict[str, Any]) -> StreamingResponse:
+    """A generation stream as Server-Sent Events: deltas, then the result (or an error).
+
+    The first delta is awaited before answering, so a request that fails at once
+    (a prompt too long for the context) still gets a 400."""
+    try:
+        first = await run_in_threadpool(_next_or_end, stream)
+    except BaseException:
+        stream.close()
+        raise
+
+    async def events() -> AsyncIterator[str]:
         try:
-            body = await request.json()
-        except ValueError:
-            raise InvalidRequest("the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InvalidRequest("the request body must be a JSON object")
-        return body
+            item = first
+            while item is not _END:
+                if item:
+                    yield _sse({"delta": item})
+                item = await run_in_threadpool(_next_or_end, stream)
+            yield _sse({"done": True, **stream.result.to_dict()})
+        except ServingError as exc:
+            yield _sse({"error": exc.message, "code": exc.code})
+        except Exception as exc:  # noqa: BLE001 - the status line is already sent
+            log.exception("stream failed")
+            yield _sse({"error": f"the model failed: {type(exc).__name__}: {exc}",
+                        "code": "internal"})
+        finally:
+            stream.close()  # a client that went away cancels the generation
+            state["last_request_at"] = time.time()
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+def create_app(model: LoadedModel, *, max_new_tokens_limit: int = DEFAULT_MAX_TOKENS_LIMIT,
+               default_max_new_tokens: int | None = None) -> FastAPI:
+    """The internal app serving `model` (tests mount it in-process too)."""
+    app = FastAPI(title="tuneyard model server", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    state = {"last_request_at": None}
+    sampling_limits: dict[str, int] = {"max_tokens_limit": max_new_tokens_limit}
+    if default_max_new_tokens:
+        sampling_limits["default_max_new_tokens"] = default_max_new_tokens
+
+    install_error_handlers(app)
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        return await read_body(request, state)
 
     def sampling(body: dict[str, Any]) -> dict[str, Any]:
         return sampling_from_body(body, **sampling_limits).as_kwargs()
 
     async def streamed(stream) -> StreamingResponse:
-        # Wait for the first delta before answering, so a request that fails
-        # at once (a prompt too long for the context) still gets a 400.
-        try:
-            first = await run_in_threadpool(_next_or_end, stream)
-        except BaseException:
-            stream.close()
-            raise
-
-        async def events() -> AsyncIterator[str]:
-            try:
-                item = first
-                while item is not _END:
-                    if item:
-                        yield _sse({"delta": item})
-                    item = await run_in_threadpool(_next_or_end, stream)
-                yield _sse({"done": True, **stream.result.to_dict()})
-            except ServingError as exc:
-                yield _sse({"error": exc.message, "code": exc.code})
-            except Exception as exc:  # noqa: BLE001 - the status line is already sent
-                log.exception("stream failed")
-                yield _sse({"error": f"the model failed: {type(exc).__name__}: {exc}",
-                            "code": "internal"})
-            finally:
-                stream.close()  # a client that went away cancels the generation
-                state["last_request_at"] = time.time()
-
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        return await stream_response(stream, state)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
